@@ -1,0 +1,83 @@
+"""The optional base class of techniques."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, ClassVar
+
+
+class Technique:
+    """Base class for techniques: records constructor arguments and declares exclusivity.
+
+    Subclassing is optional (any object with :data:`lstm_plugins.hookimpl` methods is a
+    technique), but it gives a technique three things:
+
+    * ``config``: the arguments it was constructed with, so a model can save its stack as
+      hyper-parameters and rebuild it from a checkpoint or a YAML file;
+    * ``exclusive``: a slot name; two techniques of one model claiming the same slot are refused
+      at construction (``"gradient_clipping"`` for clippers);
+    * a readable ``repr``.
+
+    Example:
+        >>> from lstm_plugins import Technique, hookimpl
+        >>> class GradientNoise(Technique):
+        ...     '''Adds Gaussian noise to gradients.'''
+        ...     name = "gradient_noise"
+        ...     def __init__(self, scale: float = 0.01) -> None:
+        ...         self.scale = scale
+        ...     @hookimpl
+        ...     def transform_gradients(self, optimizer):
+        ...         ...
+        >>> GradientNoise(scale=0.1)
+        GradientNoise(scale=0.1)
+    """
+
+    name: ClassVar[str | None] = None
+    """Registry name; set it to the entry-point name so saved configs can be rebuilt by name."""
+
+    exclusive: ClassVar[str | None] = None
+    """A slot that at most one technique of a model may occupy."""
+
+    _config: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        original_init = cls.__dict__["__init__"]
+        signature = inspect.signature(original_init)
+
+        @functools.wraps(original_init)
+        def __init__(self: Technique, *args: Any, **kwargs: Any) -> None:
+            # Only the outermost __init__ of the instance's own class records the arguments.
+            if type(self).__dict__.get("__init__") is __init__ and "_config" not in self.__dict__:
+                bound = signature.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                arguments = dict(bound.arguments)
+                arguments.pop(next(iter(signature.parameters)))  # self
+                self._config = arguments
+            original_init(self, *args, **kwargs)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, defaults included."""
+        return dict(self.__dict__.get("_config", {}))
+
+    @classmethod
+    def description(cls) -> str:
+        """The first line of the class docstring."""
+        doc = inspect.getdoc(cls) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.config.items())
+        return f"{type(self).__name__}({arguments})"
+
+
+def technique_name(technique: object) -> str:
+    """The name a technique is known by: its registry name, else its class name."""
+    name = getattr(technique, "name", None)
+    return name if isinstance(name, str) and name else type(technique).__name__
