@@ -1,0 +1,3 @@
+from lstm_plugins.cli import main
+
+raise SystemExit(main())

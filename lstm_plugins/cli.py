@@ -1,0 +1,192 @@
+"""The ``lstm-plugins`` command: ``fit`` a stack, list installed ``plugins``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lstm_plugins._config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    load_config,
+    merge,
+    parse_assignment,
+    validate_config,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lstm-plugins",
+        description="Train an LSTM with a stack of techniques; list the installed techniques.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit = commands.add_parser(
+        "fit",
+        help="train, then test and print accuracy, recall and F1",
+        description="Train the default stack on JapaneseVowels, or what --config describes, "
+        "then test and print accuracy, macro recall and macro F1 (and per-class values).",
+    )
+    fit.add_argument("--config", metavar="FILE.yaml", help="a YAML config; see the README")
+    fit.add_argument(
+        "--technique",
+        action="append",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="use this stack instead of the config's (repeat the flag to stack several)",
+    )
+    fit.add_argument("--max-epochs", type=int, help="Trainer max_epochs")
+    fit.add_argument("--seed", type=int, help="global seed")
+    fit.add_argument("--accelerator", help="Trainer accelerator: cpu, gpu, auto, ...")
+    fit.add_argument("--devices", help="Trainer devices: a count, a list, or auto")
+    fit.add_argument("--strategy", help="Trainer strategy: auto, ddp, ddp_spawn, fsdp, ...")
+    fit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, for example --set model.hidden_size=128",
+    )
+    fit.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    commands.add_parser("plugins", help="list installed techniques and the package of each")
+    return parser
+
+
+def _technique_flag(text: str) -> Any:
+    """``"l2:weight=0.001,include_biases=true"`` as a technique spec."""
+    import yaml
+
+    name, _, arguments = text.partition(":")
+    if not arguments:
+        return name.strip()
+    spec: dict[str, Any] = {}
+    for pair in arguments.split(","):
+        key, separator, raw = pair.partition("=")
+        if not separator:
+            raise ConfigError(f"Expected `--technique` arguments as KEY=VALUE, but got {pair!r}.")
+        spec[key.strip()] = yaml.safe_load(raw)
+    return {name.strip(): spec}
+
+
+def resolve_run_config(arguments: argparse.Namespace) -> dict[str, Any]:
+    config = load_config(arguments.config) if arguments.config else validate_config(DEFAULT_CONFIG)
+    overrides: dict[str, Any] = {}
+    for assignment in arguments.set:
+        overrides = merge(overrides, parse_assignment(assignment))
+    if arguments.technique:
+        overrides["techniques"] = [_technique_flag(text) for text in arguments.technique]
+    if arguments.seed is not None:
+        overrides["seed"] = arguments.seed
+    for flag, key in (("max_epochs", "max_epochs"), ("accelerator", "accelerator"),
+                      ("devices", "devices"), ("strategy", "strategy")):
+        value = getattr(arguments, flag)
+        if value is not None:
+            if flag == "devices" and value.isdigit():
+                value = int(value)
+            overrides.setdefault("trainer", {})[key] = value
+    return validate_config(merge(config, overrides)) if overrides else config
+
+
+def build_run(config: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The data module, model and Trainer a validated config describes."""
+    import pytorch_lightning as pl
+
+    from lstm_plugins._module import LSTMClassifier
+    from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
+
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    data = dict(config["data"])
+    data.setdefault("seed", config["seed"])
+    dataset = data.pop("dataset", None)
+    if dataset == "japanese_vowels":
+        datamodule = JapaneseVowelsDataModule(**data)
+    else:
+        datamodule = SequenceDataModule.from_ts_files(data.pop("train"), data.pop("test", None), **data)
+    model = LSTMClassifier(
+        input_size=datamodule.num_features,
+        num_classes=datamodule.num_classes,
+        plugins=config["techniques"],
+        **config["model"],
+    )
+    trainer_options = {"deterministic": True, **config["trainer"]}
+    if not datamodule.has_validation:
+        trainer_options.setdefault("limit_val_batches", 0)
+    trainer = pl.Trainer(**trainer_options)
+    return datamodule, model, trainer
+
+
+def format_results(results: dict[str, Any], class_names: Sequence[str]) -> str:
+    """The test table: overall accuracy, macro recall and F1, then one row per class."""
+    lines = [
+        "Test results",
+        f"  {'accuracy':<16}{results['test/accuracy'].item():.4f}",
+        f"  {'recall (macro)':<16}{results['test/recall'].item():.4f}",
+        f"  {'F1 (macro)':<16}{results['test/f1'].item():.4f}",
+        "",
+        f"  {'class':<16}{'recall':>8}{'F1':>8}",
+    ]
+    recall, f1 = results["test/recall_per_class"], results["test/f1_per_class"]
+    for index, name in enumerate(class_names):
+        lines.append(f"  {str(name):<16}{recall[index].item():>8.4f}{f1[index].item():>8.4f}")
+    return "\n".join(lines)
+
+
+def _fit(arguments: argparse.Namespace) -> int:
+    import yaml
+
+    config = resolve_run_config(arguments)
+    if arguments.print_config:
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
+    started = time.perf_counter()
+    datamodule, model, trainer = build_run(config)
+    trainer.fit(model, datamodule=datamodule)
+    if not datamodule.has_test:
+        return 0
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    if trainer.is_global_zero:
+        print(format_results(model.test_results, datamodule.class_names))
+        print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
+    return 0
+
+
+def _plugins() -> int:
+    from lstm_plugins._registry import BLOCK_ENVIRONMENT_VARIABLE, available_techniques
+
+    listing = available_techniques()
+    if not listing:
+        print("No technique is installed.")
+        return 0
+    width = max(len(name) for name in listing) + 2
+    source_width = max(len(info.distribution) for info in listing.values()) + 2
+    print(f"{'technique':<{width}}{'package':<{source_width}}description")
+    for name, info in listing.items():
+        if info.error:
+            note = f"BROKEN: {info.error}"
+        elif info.blocked:
+            note = f"blocked by {BLOCK_ENVIRONMENT_VARIABLE}: {info.description}"
+        else:
+            note = info.description
+        print(f"{name:<{width}}{info.distribution:<{source_width}}{note}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lstm-plugins`` console script."""
+    arguments = _parser().parse_args(argv)
+    try:
+        if arguments.command == "plugins":
+            return _plugins()
+        return _fit(arguments)
+    except (ConfigError, ValueError, TypeError, ImportError) as exc:
+        if os.environ.get("LSTM_PLUGINS_TRACEBACK"):
+            raise
+        print(f"lstm-plugins: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
