@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import pluggy
@@ -56,24 +57,46 @@ def build_plugin_manager(techniques: Sequence[object]) -> pluggy.PluginManager:
                 f"Technique `{name}` is given twice; give it once with all its arguments."
             )
         seen.add(name)
+    for technique in techniques:
+        _check_hook_implementations(manager, technique)
     for technique in reversed(techniques):
         name = technique_name(technique)
         try:
             manager.register(technique, name=name)
-        except pluggy.PluginValidationError as exc:
+        except pluggy.PluginValidationError as exc:  # a backstop: the checks above name the problem
             raise TechniqueValidationError(
                 f"Technique `{name}` does not match the hook API: {exc}"
             ) from exc
-        implemented = manager.get_hookcallers(technique) or []
-        unknown = [caller.name for caller in implemented if caller.spec is None]
-        if unknown:
-            raise TechniqueValidationError(
-                f"Technique `{name}` implements unknown hook(s) {', '.join(map(repr, unknown))}. "
-                f"Known hooks: {_known_hooks()}."
-            )
-        if not implemented:
-            raise TechniqueValidationError(
-                f"Technique `{name}` ({type(technique).__name__}) implements no hook. Decorate its "
-                f"methods with `@lstm_plugins.hookimpl` and name them after a hook: {_known_hooks()}."
-            )
     return manager
+
+
+def _check_hook_implementations(manager: pluggy.PluginManager, technique: object) -> None:
+    name = technique_name(technique)
+    implemented = []
+    for attribute in dir(technique):
+        if manager.parse_hookimpl_opts(technique, attribute) is None:
+            continue
+        implemented.append(attribute)
+        spec = getattr(hookspecs, attribute, None)
+        if attribute not in hookspecs.__all__ or spec is None:
+            raise TechniqueValidationError(
+                f"Technique `{name}` implements unknown hook '{attribute}'. Known hooks: {_known_hooks()}."
+            )
+        provided = list(inspect.signature(spec).parameters)
+        asked = [
+            parameter.name
+            for parameter in inspect.signature(getattr(technique, attribute)).parameters.values()
+            if parameter.default is inspect.Parameter.empty
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        ]
+        missing = [argument for argument in asked if argument not in provided]
+        if missing:
+            raise TechniqueValidationError(
+                f"Technique `{name}`: hook `{attribute}` asks for {', '.join(map(repr, missing))}, "
+                f"which the hook does not provide. It provides: {', '.join(provided)}."
+            )
+    if not implemented:
+        raise TechniqueValidationError(
+            f"Technique `{name}` ({type(technique).__name__}) implements no hook. Decorate its "
+            f"methods with `@lstm_plugins.hookimpl` and name them after a hook: {_known_hooks()}."
+        )

@@ -151,14 +151,6 @@ class LSTMClassifier(pl.LightningModule):
         batch with ``(batch,)`` valid lengths."""
         return self.encode(features, lengths).logits
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # Lengths stay on the host: cuDNN's packing reads them there, so no step synchronises.
-        if hasattr(batch, "lengths") and hasattr(batch, "_replace"):
-            lengths = batch.lengths
-            moved = super().transfer_batch_to_device(batch._replace(lengths=None), device, dataloader_idx)
-            return moved._replace(lengths=lengths.cpu())
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     # --- training -----------------------------------------------------------------------------
 
     def _log_interval_due(self) -> bool:

@@ -1,0 +1,410 @@
+"""Lightning data module for labelled variable-length sequences."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from lstm_plugins.data._batch import PaddedSequenceDataset, collate_sequence_batch
+from lstm_plugins.data._ts import read_ts
+from lstm_plugins.data._validate import (
+    as_label_array,
+    as_sequence_arrays,
+    check_bool,
+    check_fraction,
+    check_int,
+    concatenate,
+)
+
+__all__ = ["SequenceDataModule"]
+
+_STD_FLOOR = 1e-8
+
+
+class _Split:
+    """Concatenated raw values of one split: ``values[offsets[i]:offsets[i + 1]]`` is sequence ``i``."""
+
+    def __init__(self, values: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> None:
+        self.values = values
+        self.lengths = lengths
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def take(self, indices: np.ndarray) -> _Split:
+        """Sub-split of the sequences at sorted, unique ``indices`` (order preserved)."""
+        keep = np.zeros(len(self), dtype=bool)
+        keep[indices] = True
+        rows = np.repeat(keep, self.lengths)
+        return _Split(self.values[rows], self.lengths[keep], self.labels[keep])
+
+
+class SequenceDataModule(pl.LightningDataModule):
+    """Data module for classifying variable-length multivariate sequences.
+
+    Everything is validated when the module is built. A stratified validation split is carved
+    from the training data with ``numpy.random.default_rng(seed)`` (every class keeps at least
+    one training sample); per-feature standardisation statistics are fitted on the remaining
+    training sequences only (valid steps, never padding) and applied to every split. Batches are
+    :class:`SequenceBatch` objects produced by :class:`PaddedSequenceDataset`.
+
+    Args:
+        train_sequences: float arrays of shape ``(length, num_features)``.
+        train_labels: integer class index per training sequence.
+        test_sequences: optional test sequences (same ``num_features``).
+        test_labels: labels of the test sequences; required exactly when ``test_sequences`` is.
+        num_classes: number of classes; inferred as ``max(label) + 1`` (or ``len(class_names)``).
+        class_names: one name per class; defaults to ``"0"``, ``"1"``, ...
+        val_fraction: share of every class moved to validation, in ``[0, 1)``; ``0`` disables
+            validation.
+        batch_size: sequences per batch.
+        standardize: whether to standardise features with training statistics.
+        seed: seed of the validation split and of the training shuffle order.
+        num_workers: ``DataLoader`` worker processes.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> sequences = [rng.normal(size=(int(n), 3)) for n in rng.integers(2, 9, size=40)]
+        >>> dm = SequenceDataModule(sequences, np.arange(40) % 2, batch_size=8, val_fraction=0.25)
+        >>> dm.num_features, dm.num_classes, len(dm.train_dataset), len(dm.val_dataset)
+        (3, 2, 30, 10)
+        >>> batch = next(iter(dm.train_dataloader()))
+        >>> batch.features.shape[0], batch.lengths.dtype
+        (8, torch.int64)
+    """
+
+    def __init__(
+        self,
+        train_sequences: Sequence[np.ndarray],
+        train_labels: Sequence[int] | np.ndarray,
+        test_sequences: Sequence[np.ndarray] | None = None,
+        test_labels: Sequence[int] | np.ndarray | None = None,
+        *,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        val_fraction: float = 0.1,
+        batch_size: int = 32,
+        standardize: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.batch_size = check_int("batch_size", batch_size, minimum=1, what="a positive int")
+        self.num_workers = check_int("num_workers", num_workers, minimum=0, what="a non-negative int")
+        self.seed = check_int("seed", seed, minimum=0, what="a non-negative int")
+        self.val_fraction = check_fraction("val_fraction", val_fraction)
+        self.standardize = check_bool("standardize", standardize)
+
+        train_arrays = as_sequence_arrays("train_sequences", train_sequences)
+        labels = as_label_array(
+            "train_labels", train_labels, count=len(train_arrays), sequences_name="train_sequences"
+        )
+        self._num_features = int(train_arrays[0].shape[1])
+        values, lengths = concatenate(train_arrays, self._num_features)
+        del train_arrays
+        full_train = _Split(values, lengths, labels)
+
+        test: _Split | None = None
+        if (test_sequences is None) != (test_labels is None):
+            raise ValueError(
+                "Expected `test_sequences` and `test_labels` to be given together, but got only "
+                f"`{'test_sequences' if test_labels is None else 'test_labels'}`."
+            )
+        if test_sequences is not None:
+            test_arrays = as_sequence_arrays("test_sequences", test_sequences)
+            if test_arrays[0].shape[1] != self._num_features:
+                raise ValueError(
+                    f"Expected `test_sequences` to have {self._num_features} features like "
+                    f"`train_sequences`, but `test_sequences[0]` has {test_arrays[0].shape[1]}."
+                )
+            test_label_array = as_label_array(
+                "test_labels", test_labels, count=len(test_arrays), sequences_name="test_sequences"
+            )
+            test_values, test_lengths = concatenate(test_arrays, self._num_features)
+            del test_arrays
+            test = _Split(test_values, test_lengths, test_label_array)
+
+        self._num_classes, self._class_names = self._check_classes(
+            num_classes, class_names, full_train.labels, None if test is None else test.labels
+        )
+
+        train_idx, val_idx = self._stratified_split(full_train.labels)
+        self._train_indices = train_idx
+        self._val_indices = val_idx
+        self._train = full_train.take(train_idx)
+        self._val = full_train.take(val_idx) if len(val_idx) else None
+        self._test = test
+        self._max_length = int(max(full_train.lengths.max(), 0 if test is None else test.lengths.max()))
+
+        if self.standardize:
+            mean = self._train.values.mean(axis=0, dtype=np.float64)
+            std = self._train.values.std(axis=0, dtype=np.float64)
+            self.feature_mean: np.ndarray = mean
+            self.feature_std: np.ndarray = np.maximum(std, _STD_FLOOR)
+        else:
+            self.feature_mean = np.zeros(self._num_features, dtype=np.float64)
+            self.feature_std = np.ones(self._num_features, dtype=np.float64)
+        self._datasets: dict[str, PaddedSequenceDataset] = {}
+
+    # ------------------------------------------------------------------ validation helpers
+    @staticmethod
+    def _check_classes(
+        num_classes: Any,
+        class_names: Any,
+        train_labels: np.ndarray,
+        test_labels: np.ndarray | None,
+    ) -> tuple[int, tuple[str, ...]]:
+        names: tuple[str, ...] | None = None
+        if class_names is not None:
+            is_sequence = isinstance(class_names, (Sequence, np.ndarray))
+            if isinstance(class_names, (str, bytes)) or not is_sequence:
+                raise TypeError(
+                    "Expected `class_names` to be a sequence of str, "
+                    f"but got {type(class_names).__name__}."
+                )
+            names = tuple(class_names)
+            for i, name in enumerate(names):
+                if not isinstance(name, str):
+                    raise TypeError(
+                        f"Expected `class_names[{i}]` to be a str, but got {type(name).__name__}."
+                    )
+        if num_classes is not None:
+            count = check_int("num_classes", num_classes, minimum=2, what="an int >= 2")
+        else:
+            highest = int(train_labels.max())
+            if test_labels is not None:
+                highest = max(highest, int(test_labels.max()))
+            count = highest + 1
+            if names is not None and len(names) > count:
+                count = len(names)  # classes absent from the labels are named explicitly
+        if count < 2:
+            raise ValueError(f"Expected `num_classes` to be an int >= 2, but got {count}.")
+        if names is not None and len(names) != count:
+            raise ValueError(
+                f"Expected `class_names` to have one name per class ({count}), but got {len(names)}."
+            )
+        for label_name, labels in (("train_labels", train_labels), ("test_labels", test_labels)):
+            if labels is None:
+                continue
+            bad = np.flatnonzero((labels < 0) | (labels >= count))
+            if bad.size:
+                raise ValueError(
+                    f"Expected `{label_name}` in [0, {count}), but `{label_name}[{bad[0]}]` "
+                    f"is {labels[bad[0]]}."
+                )
+        return count, names if names is not None else tuple(str(i) for i in range(count))
+
+    def _stratified_split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        all_indices = np.arange(labels.shape[0], dtype=np.int64)
+        if self.val_fraction == 0.0:
+            return all_indices, np.zeros(0, dtype=np.int64)
+        rng = np.random.default_rng(self.seed)
+        val_parts: list[np.ndarray] = []
+        for cls in range(self._num_classes):
+            members = np.flatnonzero(labels == cls)
+            if members.size == 0:
+                continue
+            count = min(int(np.floor(self.val_fraction * members.size + 0.5)), members.size - 1)
+            val_parts.append(rng.permutation(members)[:count])
+        val = np.sort(np.concatenate(val_parts)).astype(np.int64)
+        if val.size == 0:
+            raise ValueError(
+                f"Expected `val_fraction` to leave at least one validation sequence, but "
+                f"{self.val_fraction} of {labels.shape[0]} training sequences leaves none; "
+                "use val_fraction=0 to train without validation."
+            )
+        train = np.setdiff1d(all_indices, val, assume_unique=True)
+        return train, val
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_features(self) -> int:
+        """Features per time step."""
+        return self._num_features
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return self._num_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """One name per class index."""
+        return self._class_names
+
+    @property
+    def max_length(self) -> int:
+        """Longest sequence over the training (including validation) and test data."""
+        return self._max_length
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        """Positions in ``train_sequences`` kept for training (sorted)."""
+        return self._train_indices.copy()
+
+    @property
+    def val_indices(self) -> np.ndarray:
+        """Positions in ``train_sequences`` moved to validation (sorted; empty without validation)."""
+        return self._val_indices.copy()
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether a validation split exists (``val_fraction > 0``)."""
+        return self._val is not None
+
+    @property
+    def has_test(self) -> bool:
+        """Whether test data were given."""
+        return self._test is not None
+
+    # ------------------------------------------------------------------ datasets
+    def _dataset(self, name: str) -> PaddedSequenceDataset | None:
+        cached = self._datasets.get(name)
+        if cached is not None:
+            return cached
+        split = {"train": self._train, "val": self._val, "test": self._test}[name]
+        if split is None:
+            return None
+        values = split.values
+        if self.standardize:
+            values = ((values - self.feature_mean) / self.feature_std).astype(np.float32)
+        dataset = PaddedSequenceDataset.from_concatenated(values, split.lengths, split.labels)
+        self._datasets[name] = dataset
+        return dataset
+
+    @property
+    def train_dataset(self) -> PaddedSequenceDataset:
+        """Standardised training split."""
+        dataset = self._dataset("train")
+        assert dataset is not None
+        return dataset
+
+    @property
+    def val_dataset(self) -> PaddedSequenceDataset | None:
+        """Standardised validation split, or ``None`` when ``val_fraction == 0``."""
+        return self._dataset("val")
+
+    @property
+    def test_dataset(self) -> PaddedSequenceDataset | None:
+        """Standardised test split, or ``None`` without test data."""
+        return self._dataset("test")
+
+    def _loader(self, dataset: PaddedSequenceDataset, *, shuffle: bool) -> DataLoader[Any]:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=collate_sequence_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        """Shuffled training batches; the order is reproducible for a given ``seed``."""
+        return self._loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any] | list[DataLoader[Any]]:
+        """Validation batches in order, or ``[]`` (no validation) when ``val_fraction == 0``."""
+        dataset = self.val_dataset
+        if dataset is None:
+            return []
+        return self._loader(dataset, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        """Test batches in order.
+
+        Raises:
+            ValueError: No test data were given.
+        """
+        dataset = self.test_dataset
+        if dataset is None:
+            raise ValueError(
+                "Expected test data for `test_dataloader`, but the data module was built without "
+                "`test_sequences`."
+            )
+        return self._loader(dataset, shuffle=False)
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """Standardisation statistics (plain Python values, safe for ``weights_only`` loading)."""
+        return {
+            "standardize": self.standardize,
+            "feature_mean": [float(v) for v in self.feature_mean],
+            "feature_std": [float(v) for v in self.feature_std],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore statistics saved by :meth:`state_dict` and re-standardise every split."""
+        try:
+            standardize = state_dict["standardize"]
+            mean = np.asarray(state_dict["feature_mean"], dtype=np.float64)
+            std = np.asarray(state_dict["feature_std"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                "Expected `state_dict` with `standardize`, `feature_mean` and `feature_std`, "
+                f"but got {error!r}."
+            ) from None
+        standardize = check_bool("state_dict['standardize']", standardize)
+        expected = (self._num_features,)
+        for key, array in (("feature_mean", mean), ("feature_std", std)):
+            if array.shape != expected:
+                raise ValueError(
+                    f"Expected `state_dict['{key}']` to have shape {expected}, but got {array.shape}."
+                )
+            if not np.isfinite(array).all():
+                raise ValueError(f"Expected `state_dict['{key}']` to be finite.")
+        if (std <= 0).any():
+            raise ValueError("Expected `state_dict['feature_std']` to be positive.")
+        self.standardize = standardize
+        self.feature_mean = mean
+        self.feature_std = std
+        self._datasets.clear()
+
+    # ------------------------------------------------------------------ construction from files
+    @classmethod
+    def from_ts_files(
+        cls,
+        train_path: str | os.PathLike[str],
+        test_path: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> SequenceDataModule:
+        """Build from sktime/aeon ``.ts`` files (see :func:`read_ts`).
+
+        Class names come from the training file's ``@classLabel`` header; the test file must
+        declare the same labels in the same order. ``kwargs`` go to the constructor (except
+        ``num_classes`` and ``class_names``, which the files determine).
+        """
+        for key in ("num_classes", "class_names"):
+            if key in kwargs:
+                raise TypeError(
+                    f"Expected no `{key}` argument, since the .ts files declare the classes."
+                )
+        train = read_ts(train_path)
+        test = None
+        if test_path is not None:
+            test = read_ts(test_path)
+            if test.class_names != train.class_names:
+                raise ValueError(
+                    f"Expected {os.fspath(test_path)!r} to declare the class labels of "
+                    f"{os.fspath(train_path)!r} {train.class_names}, but got {test.class_names}."
+                )
+        return cls(
+            train.sequences,
+            train.labels,
+            None if test is None else test.sequences,
+            None if test is None else test.labels,
+            num_classes=len(train.class_names),
+            class_names=train.class_names,
+            **kwargs,
+        )

@@ -1,0 +1,280 @@
+"""Bounded reader for the sktime/aeon ``.ts`` time-series classification format."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from lstm_plugins.data._validate import check_int
+
+__all__ = ["TsData", "read_ts"]
+
+PathLike = Union[str, os.PathLike]
+
+_DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+_DEFAULT_MAX_SERIES = 1_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class TsData:
+    """Labelled multivariate sequences read from a ``.ts`` file.
+
+    Attributes:
+        sequences: One float32 array of shape ``(length, num_features)`` per series; lengths
+            may differ between series.
+        labels: int64 array of shape ``(num_series,)``; each entry indexes ``class_names``.
+        class_names: Class labels in the order of the ``@classLabel`` header.
+        problem_name: Value of the ``@problemName`` header, if any.
+    """
+
+    sequences: list[np.ndarray]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    problem_name: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def num_features(self) -> int:
+        """Number of dimensions (features) per time step."""
+        return int(self.sequences[0].shape[1]) if self.sequences else 0
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """int64 array with the number of time steps of every series."""
+        return np.fromiter((s.shape[0] for s in self.sequences), np.int64, len(self.sequences))
+
+
+def _preview(names: tuple[str, ...]) -> str:
+    if len(names) <= 10:
+        return repr(names)
+    return "(" + ", ".join(repr(n) for n in names[:10]) + f", ... {len(names) - 10} more)"
+
+
+class _Parser:
+    """Line-by-line state machine; every error names the file and the 1-based line number."""
+
+    def __init__(self, path: str, max_series: int) -> None:
+        self.path = path
+        self.max_series = max_series
+        self.problem_name: str | None = None
+        self.class_names: tuple[str, ...] | None = None
+        self.class_index: dict[str, int] = {}
+        self.dimensions: int | None = None
+        self.univariate: bool | None = None
+        self.series_length: int | None = None
+        self.equal_length: bool | None = None
+        self.in_data = False
+        self.sequences: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.line_number = 0
+
+    def error(self, message: str) -> ValueError:
+        return ValueError(f"Line {self.line_number} of {self.path!r}: {message}")
+
+    def feed(self, raw: str) -> None:
+        self.line_number += 1
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            return
+        if line.startswith("@"):
+            if self.in_data:
+                header = line.split()[0]
+                raise self.error(f"expected a data row after @data, but got header {header!r}.")
+            self._header(line)
+        elif not self.in_data:
+            raise self.error(
+                "expected a header starting with '@' or a comment starting with '#' before @data."
+            )
+        else:
+            self._row(line)
+
+    def _flag(self, key: str, value: str) -> bool:
+        lowered = value.lower()
+        if lowered not in ("true", "false"):
+            raise self.error(f"expected `@{key}` to be true or false, but got {value!r}.")
+        return lowered == "true"
+
+    def _positive(self, key: str, value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise self.error(f"expected `@{key}` to be a positive integer, but got {value!r}.")
+        return number
+
+    def _header(self, line: str) -> None:
+        tokens = line[1:].split()
+        key = tokens[0].lower() if tokens else ""
+        args = tokens[1:]
+        value = " ".join(args)
+        if key == "problemname":
+            self.problem_name = value or None
+        elif key == "timestamps":
+            if self._flag(key, value):
+                raise self.error("time-stamped series (`@timeStamps true`) are not supported.")
+        elif key == "univariate":
+            self.univariate = self._flag(key, value)
+        elif key == "dimensions":
+            self.dimensions = self._positive(key, value)
+        elif key == "equallength":
+            self.equal_length = self._flag(key, value)
+        elif key == "serieslength":
+            self.series_length = self._positive(key, value)
+        elif key == "targetlabel":
+            if args and self._flag(key, args[0]):
+                raise self.error("regression targets (`@targetLabel true`) are not supported.")
+        elif key == "classlabel":
+            if not args or not self._flag(key, args[0]):
+                raise self.error("expected `@classLabel true <label> ...` (a classification problem).")
+            names = tuple(args[1:])
+            if not names:
+                raise self.error("expected at least one class label after `@classLabel true`.")
+            if len(set(names)) != len(names):
+                raise self.error(f"expected distinct class labels, but got {_preview(names)}.")
+            self.class_names = names
+            self.class_index = {name: i for i, name in enumerate(names)}
+        elif key == "data":
+            self._start_data()
+        # Other headers (e.g. `@missing`) carry no information this reader needs.
+
+    def _start_data(self) -> None:
+        if self.class_names is None:
+            raise self.error("expected a `@classLabel true <label> ...` header before @data.")
+        if self.univariate is True:
+            if self.dimensions not in (None, 1):
+                raise self.error(f"`@univariate true` contradicts `@dimensions {self.dimensions}`.")
+            self.dimensions = 1
+        self.in_data = True
+
+    def _row(self, line: str) -> None:
+        if len(self.sequences) >= self.max_series:
+            raise self.error(f"expected at most {self.max_series} series (`max_series`), but got more.")
+        parts = line.split(":")
+        if len(parts) < 2:
+            raise self.error("expected comma-separated values per dimension, ':' between dimensions, "
+                             "and a class label after the last ':'.")
+        label = parts[-1].strip()
+        dims = parts[:-1]
+        expected = self.dimensions
+        if expected is not None and len(dims) != expected:
+            raise self.error(f"expected {expected} dimensions, but got {len(dims)}.")
+        columns = [self._values(d, i + 1) for i, d in enumerate(dims)]
+        length = columns[0].shape[0]
+        for i, column in enumerate(columns[1:], start=2):
+            if column.shape[0] != length:
+                raise self.error(
+                    f"expected every dimension to have the same length, but dimension 1 has "
+                    f"{length} values and dimension {i} has {column.shape[0]}."
+                )
+        if self.equal_length and self.series_length is not None and length != self.series_length:
+            raise self.error(f"expected series of length {self.series_length} (`@seriesLength`), "
+                             f"but got {length}.")
+        index = self.class_index.get(label)
+        if index is None:
+            assert self.class_names is not None
+            raise self.error(
+                f"expected a class label in {_preview(self.class_names)}, but got {label!r}."
+            )
+        if self.dimensions is None:
+            self.dimensions = len(dims)
+        with np.errstate(over="ignore"):
+            sequence = np.stack(columns, axis=1).astype(np.float32)
+        if not np.isfinite(sequence).all():
+            raise self.error("expected values within the float32 range, but got an overflow.")
+        self.sequences.append(sequence)
+        self.labels.append(index)
+
+    def _values(self, text: str, dimension: int) -> np.ndarray:
+        tokens = text.split(",")
+        try:
+            values = np.array(tokens, dtype=np.float64)
+        except ValueError:
+            values = None
+        bad = None
+        if values is None:
+            for token in tokens:
+                try:
+                    float(token)
+                except ValueError:
+                    bad = token.strip()
+                    break
+            else:  # pragma: no cover - numpy and float() disagree
+                bad = text.strip()
+        elif not np.isfinite(values).all():
+            bad = tokens[int(np.flatnonzero(~np.isfinite(values))[0])].strip()
+        if bad is None:
+            assert values is not None
+            return values
+        if bad == "?":
+            raise self.error(f"missing values ('?') are not supported (dimension {dimension}).")
+        if not text.strip():
+            raise self.error(f"dimension {dimension} is empty.")
+        raise self.error(f"expected finite numbers, but got {bad!r} in dimension {dimension}.")
+
+    def finish(self) -> TsData:
+        if not self.in_data:
+            raise ValueError(f"Expected {self.path!r} to have an @data section, but found none.")
+        if not self.sequences:
+            raise ValueError(
+                f"Expected {self.path!r} to have at least one series after @data, but got 0."
+            )
+        assert self.class_names is not None
+        return TsData(
+            sequences=self.sequences,
+            labels=np.asarray(self.labels, dtype=np.int64),
+            class_names=self.class_names,
+            problem_name=self.problem_name,
+        )
+
+
+def read_ts(
+    path: PathLike,
+    *,
+    max_bytes: int = _DEFAULT_MAX_BYTES,
+    max_series: int = _DEFAULT_MAX_SERIES,
+) -> TsData:
+    """Read a classification problem in the sktime/aeon ``.ts`` format.
+
+    Supports multivariate, unequal-length series with a ``@classLabel true ...`` header. Rows
+    look like ``d1_v1,d1_v2,...:d2_v1,d2_v2,...:label``. Lines starting with ``#`` are comments
+    and header names are case-insensitive. Missing values (``?``), time stamps and regression
+    targets are not supported.
+
+    Args:
+        path: The ``.ts`` file.
+        max_bytes: Refuse files larger than this (checked before reading).
+        max_series: Refuse files with more series than this.
+
+    Returns:
+        A :class:`TsData` whose labels index its ``class_names``.
+
+    Raises:
+        ValueError: The file is too large or malformed; the message names the file and line.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.ts"
+        >>> _ = path.write_text("@classLabel true a b\\n@data\\n1,2,3:4,5,6:b\\n7:8:a\\n")
+        >>> data = read_ts(path)
+        >>> [s.shape for s in data.sequences], data.labels.tolist(), data.class_names
+        ([(3, 2), (1, 2)], [1, 0], ('a', 'b'))
+    """
+    max_bytes = check_int("max_bytes", max_bytes, minimum=1, what="a positive int")
+    max_series = check_int("max_series", max_series, minimum=1, what="a positive int")
+    name = os.fspath(path)
+    size = os.stat(name).st_size
+    if size > max_bytes:
+        raise ValueError(
+            f"Expected `path` to be a .ts file of at most {max_bytes} bytes, but got {size} bytes."
+        )
+    parser = _Parser(name, max_series)
+    with open(name, encoding="utf-8") as handle:
+        for raw in handle:
+            parser.feed(raw)
+    return parser.finish()

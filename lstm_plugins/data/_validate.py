@@ -1,0 +1,150 @@
+"""Argument checks shared by the data modules (private)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_label_array",
+    "as_sequence_arrays",
+    "check_bool",
+    "check_fraction",
+    "check_int",
+    "concatenate",
+]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return text
+
+
+def check_int(name: str, value: Any, *, minimum: int, what: str) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Expected `{name}` to be {what}, but got {_describe(value)}.")
+    if value < minimum:
+        raise ValueError(f"Expected `{name}` to be {what}, but got {value}.")
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Expected `{name}` to be a bool, but got {_describe(value)}.")
+    return bool(value)
+
+
+def as_sequence_arrays(name: str, sequences: Any) -> list[np.ndarray]:
+    """Validate ``sequences`` and return them as C-contiguous float32 ``(length, features)`` arrays.
+
+    Rejects: a non-sequence, an empty collection, an element that is not a 2-D real array, a
+    sequence with no time step or no feature, feature counts that differ between sequences,
+    and NaN or infinite values (including float64 values too large for float32).
+    """
+    if isinstance(sequences, (str, bytes)) or not isinstance(sequences, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"Expected `{name}` to be a sequence of 2-D arrays of shape (length, num_features), "
+            f"but got {type(sequences).__name__}."
+        )
+    if len(sequences) == 0:
+        raise ValueError(f"Expected `{name}` to contain at least one sequence, but got 0.")
+    arrays: list[np.ndarray] = []
+    num_features: int | None = None
+    for index, sequence in enumerate(sequences):
+        item = f"{name}[{index}]"
+        try:
+            array = np.asarray(sequence)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"Expected `{item}` to be a 2-D array of shape (length, num_features), "
+                f"but it could not be converted to an array: {error}"
+            ) from None
+        if array.dtype.kind not in "iuf":
+            raise TypeError(
+                f"Expected `{item}` to hold real numbers, but got an array of dtype {array.dtype}."
+            )
+        if array.ndim != 2:
+            raise ValueError(
+                f"Expected `{item}` to be a 2-D array of shape (length, num_features), "
+                f"but got shape {array.shape}."
+            )
+        length, features = array.shape
+        if length == 0:
+            raise ValueError(
+                f"Expected `{item}` to have at least one time step, but got shape {array.shape}."
+            )
+        if features == 0:
+            raise ValueError(
+                f"Expected `{item}` to have at least one feature, but got shape {array.shape}."
+            )
+        if num_features is None:
+            num_features = features
+        elif features != num_features:
+            raise ValueError(
+                f"Expected every sequence in `{name}` to have {num_features} features like "
+                f"`{name}[0]`, but `{item}` has {features}."
+            )
+        with np.errstate(over="ignore"):
+            array = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(
+                f"Expected `{item}` to contain only finite float32 values, "
+                "but it contains NaN or infinity."
+            )
+        arrays.append(array)
+    return arrays
+
+
+def as_label_array(name: str, labels: Any, *, count: int, sequences_name: str) -> np.ndarray:
+    """Validate ``labels`` (1-D, integer dtype, ``count`` entries) and return them as int64."""
+    if isinstance(labels, (str, bytes)):
+        raise TypeError(f"Expected `{name}` to be a 1-D array of integers, but got a string.")
+    try:
+        array = np.asarray(labels)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Expected `{name}` to be a 1-D array of integers, but it could not be converted "
+            f"to an array: {error}"
+        ) from None
+    if array.dtype.kind not in "iu":
+        raise TypeError(
+            f"Expected `{name}` to be a 1-D array of integers, but got dtype {array.dtype}."
+        )
+    if array.ndim != 1:
+        raise ValueError(f"Expected `{name}` to be a 1-D array, but got shape {array.shape}.")
+    if array.shape[0] != count:
+        raise ValueError(
+            f"Expected `{name}` to have one label per sequence in `{sequences_name}` ({count}), "
+            f"but got {array.shape[0]}."
+        )
+    if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"Expected `{name}` to fit in int64, but got {int(array.max())}.")
+    return array.astype(np.int64, copy=True)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """Return ``value`` as a float in ``[0, 1)``."""
+    real = (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, real):
+        raise TypeError(f"Expected `{name}` to be a float in [0, 1), but got {_describe(value)}.")
+    result = float(value)
+    if not (math.isfinite(result) and 0.0 <= result < 1.0):
+        raise ValueError(f"Expected `{name}` to be a float in [0, 1), but got {value}.")
+    return result
+
+
+def concatenate(arrays: Sequence[np.ndarray], num_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ``(length, F)`` arrays into one ``(sum(length), F)`` float32 array plus int64 lengths."""
+    lengths = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=len(arrays))
+    if not arrays:
+        return np.zeros((0, num_features), dtype=np.float32), lengths
+    return np.concatenate(arrays, axis=0).astype(np.float32, copy=False), lengths
