@@ -224,7 +224,12 @@ class LSTMClassifier(pl.LightningModule):
         for group in groups:
             group.pop("names", None)
         optimizer_class = _OPTIMIZERS[self.optimizer_name]
-        if self.device.type in ("cpu", "cuda"):
+        # A fused optimizer unscales AMP gradients inside step(), so Lightning then skips
+        # unscaling before on_before_optimizer_step: observers and clippers would see gradients
+        # multiplied by the loss scale. With a loss scaler, the fused variant is not used.
+        precision = getattr(self._trainer, "precision_plugin", None)
+        loss_scaler = getattr(precision, "scaler", None)
+        if self.device.type in ("cpu", "cuda") and loss_scaler is None:
             try:
                 return optimizer_class(groups, lr=self.learning_rate, fused=True)
             except (RuntimeError, TypeError, ValueError):

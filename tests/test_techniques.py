@@ -257,3 +257,42 @@ def test_gradient_norms_are_logged_only_on_the_interval():
     trainer = quiet_trainer(max_steps=7, limit_val_batches=0)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
     assert logged_steps == [0, 3, 6]
+
+
+# --- AMP loss scaling -------------------------------------------------------------------------
+
+
+class _LossScalingOnly:
+    """Lightning's mixed precision with its GradScaler but without autocast: oneDNN has no
+    float16 LSTM training kernel on CPU, and the loss scaling is what this test is about."""
+
+    @staticmethod
+    def plugin(scale):
+        import contextlib
+
+        from pytorch_lightning.plugins import MixedPrecision
+
+        class Plugin(MixedPrecision):
+            def forward_context(self):
+                return contextlib.nullcontext()
+
+        return Plugin("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=scale))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_gradients_are_observed_and_clipped_after_amp_unscaling(optimizer):
+    """With a loss scale of 1024, observers and clippers still see the true gradients."""
+    runs = {}
+    for scaled in (False, True):
+        torch.manual_seed(0)
+        recorder = _RecordGradients()
+        model = LSTMClassifier(12, 9, optimizer=optimizer, plugins=[recorder, GradientClipping(0.05, log_every_n_steps=1)])
+        plugins = [_LossScalingOnly.plugin(1024.0)] if scaled else []
+        trainer = quiet_trainer(max_steps=2, limit_val_batches=0, plugins=plugins)
+        trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
+        if scaled:
+            assert trainer.precision_plugin.scaler.get_scale() == 1024.0
+        runs[scaled] = (recorder.observed, trainer.logged_metrics["gradient_clipping/pre_clip_norm"].item())
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-4)
+    assert runs[True][1] == pytest.approx(runs[False][1], rel=1e-4)
+    assert runs[True][0][0] < 10  # not multiplied by the loss scale

@@ -1,0 +1,133 @@
+"""The lstm-plugins command, YAML configs, and a third-party technique installed as a package."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lstm_plugins import cli
+from lstm_plugins._config import DEFAULT_CONFIG, ConfigError, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--set", "trainer.enable_progress_bar=false", "--set", "trainer.logger=false",
+        "--set", "trainer.enable_checkpointing=false", "--set", "trainer.enable_model_summary=false"]
+
+
+def test_plugins_lists_every_built_in_with_its_package(capsys):
+    assert cli.main(["plugins"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("gradient_clipping", "dropout", "l2", "grad_norm"):
+        line = next(line for line in listing.splitlines() if line.startswith(name + " "))
+        assert "lstm-plugins 0.1.0" in line
+
+
+def test_fit_prints_accuracy_recall_and_f1_with_per_class_rows(capsys):
+    code = cli.main(["fit", "--max-epochs", "2", "--set", "model.hidden_size=16", *FAST])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "accuracy" in output and "recall (macro)" in output and "F1 (macro)" in output
+    class_rows = [line.split() for line in output.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in class_rows] == [str(i) for i in range(1, 10)]
+    assert "370 test sequences" in output
+
+
+def test_example_config_is_the_default_stack():
+    example = load_config(ROOT / "examples" / "japanese_vowels.yaml")
+    assert example == validate_config(DEFAULT_CONFIG)
+
+
+def test_technique_flags_and_overrides_compose(capsys):
+    code = cli.main(["fit", "--technique", "l2:weight=0.001,include_biases=true", "--technique", "grad_norm",
+                     "--seed", "3", "--set", "model.hidden_size=8", "--print-config"])
+    assert code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["techniques"] == [{"l2": {"weight": 0.001, "include_biases": True}}, "grad_norm"]
+    assert printed["seed"] == 3 and printed["model"]["hidden_size"] == 8
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"trainer": {"epochs": 3}}, "Unknown key(s) 'epochs' in `trainer`. Allowed keys: "),
+        ({"modle": {}}, "Unknown key(s) 'modle' in `config`."),
+        ({"model": {"hidden": 3}}, "Unknown key(s) 'hidden' in `model`."),
+        ({"seed": "zero"}, "Expected `seed` to be an int, but got 'zero'."),
+        ({"techniques": {"l2": {}}}, "Expected `techniques` to be a list"),
+        ({"techniques": [3]}, "Expected each entry of `techniques` to be a name or a mapping, but got 3."),
+        ({"data": {"dataset": "mnist"}}, "Expected `data.dataset` to be one of japanese_vowels, but got 'mnist'."),
+        ({"data": {"test": "x.ts"}}, "`data.test` needs `data.train`"),
+    ],
+)
+def test_bad_configs_name_the_key(config, message):
+    with pytest.raises(ConfigError) as error:
+        validate_config(config)
+    assert message in str(error.value)
+
+
+def test_unknown_technique_in_a_config_lists_the_known_ones(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("techniques:\n  - gradient_clipping\n  - dropuot: {output: 0.2}\n")
+    assert cli.main(["fit", "--config", str(path), *FAST]) == 2
+    error = capsys.readouterr().err
+    assert "Unknown technique `dropuot`. Known techniques: dropout, grad_norm, gradient_clipping, l2" in error
+
+
+def test_yaml_is_parsed_as_data_only(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(path)
+
+
+def test_ts_files_from_a_config_are_read_relative_to_it(tmp_path, capsys):
+    lines = ["@problemName toy", "@univariate false", "@dimensions 2", "@equalLength false",
+             "@classLabel true a b", "@data"]
+    for index in range(40):
+        label = "ab"[index % 2]
+        values = ",".join(str((index % 2) + 0.1 * step) for step in range(3 + index % 4))
+        lines.append(f"{values}:{values}:{label}")
+    (tmp_path / "toy.ts").write_text("\n".join(lines) + "\n")
+    (tmp_path / "toy.yaml").write_text(
+        "model: {hidden_size: 8}\ndata: {train: toy.ts, test: toy.ts, batch_size: 8}\ntrainer: {max_epochs: 2}\n"
+    )
+    assert cli.main(["fit", "--config", str(tmp_path / "toy.yaml"), *FAST]) == 0
+    output = capsys.readouterr().out
+    assert "40 test sequences" in output
+    assert [line.split()[0] for line in output.splitlines() if line.startswith("  a ") or line.startswith("  b ")] == ["a", "b"]
+
+
+def test_third_party_package_is_installed_and_used_by_name_from_yaml(tmp_path):
+    """A technique shipped as its own package: installed with pip, listed, stacked by name."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(ROOT / "tests" / "third_party_technique")],
+        check=True, capture_output=True, timeout=300,
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    listing = subprocess.run([sys.executable, "-m", "lstm_plugins", "plugins"], env=environment,
+                             capture_output=True, text=True, check=True).stdout
+    line = next(line for line in listing.splitlines() if line.startswith("gradient_noise "))
+    assert "lstm-plugins-gradient-noise 0.1.0" in line and "Neelakantan" in line
+
+    config = tmp_path / "noise.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"hidden_size": 8},
+        "techniques": [{"gradient_noise": {"eta": 0.01}}, {"gradient_clipping": {"threshold": 1.0}}],
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "logger": False,
+                    "enable_checkpointing": False},
+    }))
+    script = (
+        "import sys, lstm_plugins.cli as c; from lstm_plugins import LSTMClassifier\n"
+        "config = c.load_config(sys.argv[1]); _, model, _ = c.build_run(config)\n"
+        "print([type(t).__module__ + '.' + type(t).__name__ for t in model.techniques])\n"
+        "raise SystemExit(c.main(['fit', '--config', sys.argv[1]]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(config)], env=environment,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "['lstm_plugins_gradient_noise.GradientNoise', 'lstm_plugins.plugins.gradient_clipping.GradientClipping']" in run.stdout
+    assert "accuracy" in run.stdout
