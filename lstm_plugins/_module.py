@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
+from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from lstm_plugins import _validation as check
 from lstm_plugins._forward import ForwardOutput, run_lstm
@@ -110,6 +111,7 @@ class LSTMClassifier(pl.LightningModule):
                 extra_metrics[name] = metric
         metrics = classification_metrics(num_classes, extra_metrics)
         self.val_metrics = metrics.clone(prefix="val/")
+        self.val_loss = MeanMetric()
         self.test_metrics = metrics.clone(prefix="test/")
         self.test_results: dict[str, Tensor] = {}
         """Test metrics of the last ``Trainer.test`` (per-class vectors included), on the CPU."""
@@ -248,11 +250,12 @@ class LSTMClassifier(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         logits = self(batch.features, batch.lengths)
-        self.log("val/loss", F.cross_entropy(logits, batch.targets), batch_size=batch.targets.size(0))
+        loss = F.cross_entropy(logits, batch.targets)
+        self.val_loss.update(loss, weight=batch.targets.size(0))
         self.val_metrics.update(logits, batch.targets)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics(self.val_metrics, per_class=False)
+        self._log_metrics(self.val_metrics, per_class=False, extra={"val/loss": self.val_loss})
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         logits = self(batch.features, batch.lengths)
@@ -262,17 +265,24 @@ class LSTMClassifier(pl.LightningModule):
         results = self._log_metrics(self.test_metrics, per_class=True)
         self.test_results = {name: value.detach().cpu() for name, value in results.items()}
 
-    def _log_metrics(self, metrics: Any, per_class: bool) -> dict[str, Tensor]:
-        # compute() synchronises the counts across processes, so every rank logs global values.
+    def _log_metrics(
+        self, metrics: MetricCollection, per_class: bool, extra: Mapping[str, Metric] | None = None
+    ) -> dict[str, Tensor]:
+        # compute() synchronises the states across processes, so every rank holds global values.
         results = metrics.compute()
         metrics.reset()
+        for name, metric in (extra or {}).items():
+            results[name] = metric.compute()
+            metric.reset()
         scalars = {name: value for name, value in results.items() if value.dim() == 0}
         if per_class:
             for name, value in results.items():
                 if name.endswith(PER_CLASS_SUFFIX):
                     base = name[: -len(PER_CLASS_SUFFIX)]
                     scalars.update({f"{base}/class_{i}": v for i, v in enumerate(value)})
-        self.log_dict(scalars, sync_dist=False, rank_zero_only=False)
+        # The values are already global; sync_dist averages identical copies (exact), once per
+        # epoch, and tells Lightning not to warn that epoch-level values are unsynchronised.
+        self.log_dict(scalars, sync_dist=True)
         return results
 
     # --- checkpoint ---------------------------------------------------------------------------

@@ -534,6 +534,7 @@ class _MeanPoolClassifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+@pytest.mark.filterwarnings("ignore:Total length of .list. across ranks is zero")
 @pytest.mark.parametrize("val_fraction, validated", [(0.0, 0), (0.25, 15)])
 def test_trainer_fit_with_and_without_validation(val_fraction: float, validated: int) -> None:
     sequences, labels = make_sequences(n=60)
