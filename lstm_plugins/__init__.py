@@ -5,7 +5,14 @@ Example:
     >>> model = LSTMClassifier(input_size=12, num_classes=9, plugins=["gradient_clipping", "grad_norm"])
 """
 
-from lstm_plugins._forward import ForwardOutput, reverse_within_length_index, run_lstm
+from lstm_plugins._forward import (
+    ForwardOutput,
+    gather_time,
+    last_step_summary,
+    reverse_within_length_index,
+    run_lstm,
+    valid_step_mask,
+)
 from lstm_plugins._manager import TechniqueValidationError, build_plugin_manager
 from lstm_plugins._markers import PROJECT_NAME, hookimpl, hookspec
 from lstm_plugins._module import LSTMClassifier
@@ -31,6 +38,8 @@ __all__ = [
     "TechniqueSpec",
     "TechniqueValidationError",
     "available_techniques",
+    "gather_time",
+    "last_step_summary",
     "build_plugin_manager",
     "hookimpl",
     "hookspec",
@@ -38,4 +47,5 @@ __all__ = [
     "resolve_technique",
     "reverse_within_length_index",
     "run_lstm",
+    "valid_step_mask",
 ]

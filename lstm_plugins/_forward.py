@@ -1,4 +1,4 @@
-"""Variable-length batches through ``torch.nn.LSTM`` on its fused kernel, exactly.
+"""Variable-length batches through ``torch.nn.LSTM``'s fused kernel, exactly.
 
 Exact means a sample's result never depends on padding or on its batch-mates. The fused kernel
 is oneDNN (``mkldnn_rnn_layer``) on CPU and cuDNN on CUDA. The two need different inputs:
@@ -7,20 +7,24 @@ is oneDNN (``mkldnn_rnn_layer``) on CPU and cuDNN on CUDA. The two need differen
   host: packing needs no device synchronisation).
 * CPU: a ``PackedSequence`` makes PyTorch leave oneDNN for its unfused path (3-4x slower at
   JapaneseVowels shapes), so the padded batch is run instead. The forward direction at step ``t``
-  only reads steps ``<= t``, so its output gathered at each sequence's last valid step is exact.
-  The backward direction would start in the padding, so for a bidirectional LSTM every layer runs
+  only reads steps ``<= t``, so its outputs up to each sequence's last valid step are exact. The
+  backward direction would start in the padding, so for a bidirectional LSTM every layer runs
   its two directions as separate fused calls on the module's own weights, the backward one on
   each sequence reversed *within its own length* (padding stays at the end), and its outputs are
   reversed back.
+
+Weights can be replaced per call (``weights=``), which is how weight transforms such as
+DropConnect act without leaving the fused kernel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 
 class ForwardOutput(NamedTuple):
@@ -31,8 +35,11 @@ class ForwardOutput(NamedTuple):
     final_features: Tensor
     """``(batch, hidden * directions)``: the summary fed to the head, after ``output_layers``."""
     sequence_output: Tensor
-    """``(batch, time, hidden * directions)``: the last LSTM layer's outputs; padded steps are
+    """``(batch, time, hidden * directions)``: the last LSTM layer's outputs after
+    ``sequence_layers`` (dropped outputs, when a technique drops them); padded steps are
     unspecified (mask them with ``lengths``)."""
+    raw_sequence_output: Tensor
+    """The same outputs before ``sequence_layers``."""
     lengths: Tensor
     """``(batch,)`` int64 valid lengths, on the CPU."""
 
@@ -52,36 +59,73 @@ def reverse_within_length_index(lengths: Tensor, max_length: int) -> Tensor:
     return torch.where(reversed_steps >= 0, reversed_steps, steps)
 
 
-def _gather_time(values: Tensor, index: Tensor) -> Tensor:
+def gather_time(values: Tensor, index: Tensor) -> Tensor:
+    """``values[b, index[b, t]]`` for ``(batch, time, features)`` values."""
     return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
 
 
-def _last_valid(values: Tensor, lengths: Tensor) -> Tensor:
-    return values[torch.arange(values.size(0), device=values.device), lengths - 1]
+def valid_step_mask(lengths: Tensor, max_length: int, device: torch.device | None = None) -> Tensor:
+    """``(batch, time)`` bool mask of the valid (non-padded) steps.
+
+    Example:
+        >>> valid_step_mask(torch.tensor([2, 3]), 3).int()
+        tensor([[1, 1, 0],
+                [1, 1, 1]], dtype=torch.int32)
+    """
+    lengths = lengths.to(device) if device is not None else lengths
+    return torch.arange(max_length, device=lengths.device) < lengths.unsqueeze(1)
 
 
-def _run_packed(lstm: nn.LSTM, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+def last_step_summary(sequence_output: Tensor, lengths: Tensor, bidirectional: bool) -> Tensor:
+    """Each sequence's ``(hidden * directions)`` summary from the last layer's outputs.
+
+    The forward direction is read at the last valid step; the backward direction at step 0, where
+    it has read the whole sequence. This equals the LSTM's final hidden state ``h_n``.
+    """
+    lengths = lengths.to(sequence_output.device)
+    rows = torch.arange(sequence_output.size(0), device=sequence_output.device)
+    last = sequence_output[rows, lengths - 1]
+    if not bidirectional:
+        return last
+    hidden = sequence_output.size(-1) // 2
+    return torch.cat((last[:, :hidden], sequence_output[:, 0, hidden:]), dim=-1)
+
+
+def _single_chunk(weights: Sequence[Tensor]) -> list[Tensor]:
+    """Views of one contiguous buffer, so cuDNN uses transformed weights without copying them
+    per call (and without its "not part of single contiguous chunk" warning)."""
+    flat = torch.cat([w.reshape(-1) for w in weights])
+    views, offset = [], 0
+    for w in weights:
+        views.append(flat[offset : offset + w.numel()].view_as(w))
+        offset += w.numel()
+    return views
+
+
+def _run_packed(lstm: nn.LSTM, features: Tensor, lengths: Tensor, weights: Sequence[Tensor] | None) -> Tensor:
     packed = pack_padded_sequence(features, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    packed_output, (hidden, _) = lstm(packed)
-    sequence_output, _ = pad_packed_sequence(
-        packed_output, batch_first=True, total_length=features.size(1)
-    )
-    if lstm.bidirectional:
-        final = torch.cat((hidden[-2], hidden[-1]), dim=-1)
+    if weights is None:
+        packed_output, _ = lstm(packed)
     else:
-        final = hidden[-1]
-    return sequence_output, final
+        directions = 2 if lstm.bidirectional else 1
+        zeros = features.new_zeros(lstm.num_layers * directions, features.size(0), lstm.hidden_size)
+        output_data = torch.lstm(
+            packed.data, packed.batch_sizes, (zeros, zeros), _single_chunk(weights), lstm.bias,
+            lstm.num_layers, float(lstm.dropout), lstm.training, lstm.bidirectional,
+        )[0]
+        packed_output = PackedSequence(output_data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+    sequence_output, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=features.size(1))
+    return sequence_output
 
 
 def _run_layerwise_bidirectional(
-    lstm: nn.LSTM, features: Tensor, lengths: Tensor
-) -> tuple[Tensor, Tensor]:
+    lstm: nn.LSTM, features: Tensor, lengths: Tensor, weights: Sequence[Tensor]
+) -> Tensor:
     batch, max_length = features.shape[:2]
-    reverse_index = reverse_within_length_index(lengths.to(features.device), max_length)
-    weights = lstm._flat_weights
+    reverse_index = reverse_within_length_index(lengths, max_length)
     per_direction = len(weights) // (2 * lstm.num_layers)
     initial = features.new_zeros(1, batch, lstm.hidden_size)
-    hidden_state = (initial, initial)
+    state = (initial, initial)
     layer_input = features
     for layer in range(lstm.num_layers):
         if layer > 0 and lstm.dropout > 0 and lstm.training:
@@ -91,52 +135,48 @@ def _run_layerwise_bidirectional(
         forward_weights = weights[start : start + per_direction]
         backward_weights = weights[start + per_direction : start + 2 * per_direction]
         forward_output = torch.lstm(
-            layer_input, hidden_state, forward_weights, lstm.bias, 1, 0.0, lstm.training, False, True
+            layer_input, state, forward_weights, lstm.bias, 1, 0.0, lstm.training, False, True
         )[0]
         backward_output = torch.lstm(
-            _gather_time(layer_input, reverse_index),
-            hidden_state,
-            backward_weights,
-            lstm.bias,
-            1,
-            0.0,
-            lstm.training,
-            False,
-            True,
+            gather_time(layer_input, reverse_index), state, backward_weights, lstm.bias, 1, 0.0,
+            lstm.training, False, True,
         )[0]
-        if layer == lstm.num_layers - 1:
-            # The backward direction's summary is its state after reading the whole sequence:
-            # its last valid step in the reversed frame.
-            final = torch.cat(
-                (_last_valid(forward_output, lengths), _last_valid(backward_output, lengths)), dim=-1
-            )
-        layer_input = torch.cat((forward_output, _gather_time(backward_output, reverse_index)), dim=-1)
-    return layer_input, final
+        layer_input = torch.cat((forward_output, gather_time(backward_output, reverse_index)), dim=-1)
+    return layer_input
 
 
-def run_lstm(lstm: nn.LSTM, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """Run a ``batch_first`` LSTM over a padded batch on the fused kernel, exactly.
+def run_lstm(
+    lstm: nn.LSTM, features: Tensor, lengths: Tensor, weights: Sequence[Tensor] | None = None
+) -> Tensor:
+    """Run a ``batch_first`` LSTM over a zero-padded batch on the fused kernel, exactly.
 
     Args:
         lstm: a ``torch.nn.LSTM`` with ``batch_first=True`` and no projection.
         features: ``(batch, time, input_size)`` zero-padded input.
         lengths: ``(batch,)`` int64 valid lengths, each in ``[1, time]``, preferably on the CPU.
+        weights: replacement for ``lstm._flat_weights`` (same order and shapes), for example
+            weights with DropConnect applied; ``None`` uses the module's own.
 
     Returns:
-        ``(sequence_output, final)``: the last layer's ``(batch, time, hidden * directions)``
-        outputs and each sequence's ``(batch, hidden * directions)`` summary (the forward
-        direction at the last valid step, and the backward direction after reading back to step 0).
+        The last layer's ``(batch, time, hidden * directions)`` outputs; steps beyond a
+        sequence's length are unspecified. :func:`last_step_summary` reads the final states.
 
     Example:
         >>> lstm = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
-        >>> sequence_output, final = run_lstm(lstm, torch.randn(2, 5, 3), torch.tensor([5, 2]))
-        >>> tuple(sequence_output.shape), tuple(final.shape)
+        >>> output = run_lstm(lstm, torch.randn(2, 5, 3), torch.tensor([5, 2]))
+        >>> tuple(output.shape), tuple(last_step_summary(output, torch.tensor([5, 2]), True).shape)
         ((2, 5, 8), (2, 8))
     """
     if features.is_cuda:
-        return _run_packed(lstm, features, lengths)
+        return _run_packed(lstm, features, lengths, weights)
     lengths = lengths.to(features.device)
+    if weights is None:
+        lstm._update_flat_weights()  # what nn.LSTM.forward does first: picks up replaced weights
+    flat_weights = lstm._flat_weights if weights is None else list(weights)
     if lstm.bidirectional:
-        return _run_layerwise_bidirectional(lstm, features, lengths)
-    sequence_output, _ = lstm(features)
-    return sequence_output, _last_valid(sequence_output, lengths)
+        return _run_layerwise_bidirectional(lstm, features, lengths, flat_weights)
+    zeros = features.new_zeros(lstm.num_layers, features.size(0), lstm.hidden_size)
+    return torch.lstm(
+        features, (zeros, zeros), flat_weights, lstm.bias, lstm.num_layers, float(lstm.dropout),
+        lstm.training, False, True,
+    )[0]

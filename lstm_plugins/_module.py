@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from lstm_plugins import _validation as check
-from lstm_plugins._forward import ForwardOutput, run_lstm
+from lstm_plugins._forward import ForwardOutput, last_step_summary, run_lstm
 from lstm_plugins._manager import build_plugin_manager
 from lstm_plugins._metrics import PER_CLASS_SUFFIX, classification_metrics
 from lstm_plugins._registry import TechniqueSpec, resolve_technique, technique_specs
@@ -95,10 +95,13 @@ class LSTMClassifier(pl.LightningModule):
             # a stack with unnamed techniques must be passed again to load_from_checkpoint.
             self.hparams["plugins"] = specs
 
+        # The slots techniques fill at construction (configure_model); empty ones cost nothing.
         self.input_layers = nn.Sequential()
         self.lstm = nn.LSTM(
             input_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional
         )
+        self.weight_transforms = nn.ModuleDict()
+        self.sequence_layers = nn.Sequential()
         self.output_layers = nn.Sequential()
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
         self._hook.configure_model(model=self)
@@ -144,9 +147,25 @@ class LSTMClassifier(pl.LightningModule):
                 f"Expected `features` of shape (batch, time, {self.input_size}), "
                 f"but got {tuple(features.shape)}."
             )
-        sequence_output, final = run_lstm(self.lstm, self.input_layers(features), lengths)
-        final = self.output_layers(final)
-        return ForwardOutput(self.head(final), final, sequence_output, lengths)
+        raw_output = run_lstm(self.lstm, self.input_layers(features), lengths, self.lstm_weights())
+        sequence_output = self.sequence_layers(raw_output)
+        final = self.output_layers(last_step_summary(sequence_output, lengths, self.lstm.bidirectional))
+        return ForwardOutput(self.head(final), final, sequence_output, raw_output, lengths)
+
+    def lstm_weights(self) -> list[Tensor] | None:
+        """The LSTM's weights with ``weight_transforms`` applied, or ``None`` when there are none.
+
+        ``weight_transforms`` maps a weight's name (``"weight_hh_l0"``) to a module that takes the
+        weight and returns the one to use in this forward pass (DropConnect, for example); the
+        stored parameter is unchanged, so ``state_dict`` keys stay those of a plain LSTM.
+        """
+        if not self.weight_transforms:
+            return None
+        transforms = self.weight_transforms
+        return [
+            transforms[name](weight) if name in transforms else weight
+            for name, weight in zip(self.lstm._flat_weights_names, self.lstm._flat_weights)
+        ]
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
         """Class scores ``(batch, num_classes)`` for a zero-padded ``(batch, time, features)``

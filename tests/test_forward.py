@@ -5,7 +5,7 @@ import torch
 from conftest import make_batch
 from torch.profiler import ProfilerActivity, profile
 
-from lstm_plugins import LSTMClassifier, reverse_within_length_index, run_lstm
+from lstm_plugins import LSTMClassifier, last_step_summary, reverse_within_length_index, run_lstm
 from lstm_plugins._config import DEFAULT_CONFIG
 
 
@@ -22,7 +22,8 @@ def test_batched_output_equals_unpadded_runs(bidirectional, num_layers):
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(12, 16, num_layers, batch_first=True, bidirectional=bidirectional).eval()
     batch = make_batch([29, 7, 1, 22, 9, 29, 12])
-    sequence_output, final = run_lstm(lstm, batch.features, batch.lengths)
+    sequence_output = run_lstm(lstm, batch.features, batch.lengths)
+    final = last_step_summary(sequence_output, batch.lengths, bidirectional)
     for index, length in enumerate(batch.lengths.tolist()):
         alone, (hidden, _) = lstm(batch.features[index : index + 1, :length])
         expected_final = torch.cat((hidden[-2], hidden[-1]), -1) if bidirectional else hidden[-1]
