@@ -25,6 +25,7 @@ from lstm_plugins._registry import (
     resolve_technique,
 )
 from lstm_plugins._technique import Technique
+from lstm_plugins import validation
 
 __version__ = "0.1.0"
 
@@ -48,4 +49,5 @@ __all__ = [
     "reverse_within_length_index",
     "run_lstm",
     "valid_step_mask",
+    "validation",
 ]

@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
-from lstm_plugins import _validation as check
+from lstm_plugins import validation as check
 from lstm_plugins._forward import ForwardOutput, last_step_summary, run_lstm
 from lstm_plugins._manager import build_plugin_manager
 from lstm_plugins._metrics import PER_CLASS_SUFFIX, classification_metrics

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from lstm_plugins import Technique, hookimpl
-from lstm_plugins import _validation as check
+from lstm_plugins import validation as check
 
 
 def add_dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, output: float = 0.0) -> None:

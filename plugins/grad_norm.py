@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl
-from lstm_plugins import _validation as check
+from lstm_plugins import validation as check
 
 _LSTM_PARAMETER = re.compile(r"^(?P<module>.*?)(?:weight|bias)_(?:ih|hh)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 

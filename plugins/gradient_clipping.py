@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lstm_plugins import Technique, hookimpl
-from lstm_plugins import _validation as check
+from lstm_plugins import validation as check
 from lstm_plugins.plugins.grad_norm import normalize_norm_type, total_gradient_norm
 
 ClippingMode = Literal["norm", "value"]

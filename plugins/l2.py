@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl
-from lstm_plugins import _validation as check
+from lstm_plugins import validation as check
 
 
 def is_bias(parameter_name: str) -> bool:

@@ -1,7 +1,16 @@
-"""Argument checks shared by the core and the built-in techniques.
+"""Argument checks for techniques, public so third-party techniques word errors alike.
 
 Every message has the same form, so users learn it once:
 ``Expected `max_norm` to be a positive float, but got -1.``
+
+Example:
+    >>> from lstm_plugins import validation as check
+    >>> check.probability("output", 0.3)
+    0.3
+    >>> check.positive_float("max_norm", -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected `max_norm` to be a positive float, but got -1.0.
 """
 
 from __future__ import annotations
@@ -10,6 +19,16 @@ import math
 from collections.abc import Collection
 from numbers import Integral, Real
 from typing import Any
+
+
+__all__ = [
+    "boolean",
+    "choice",
+    "non_negative_float",
+    "positive_float",
+    "positive_int",
+    "probability",
+]
 
 
 def _fail(name: str, expectation: str, value: Any, error: type[Exception] = ValueError) -> Exception:
