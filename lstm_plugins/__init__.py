@@ -13,6 +13,7 @@ from lstm_plugins._forward import (
     run_lstm,
     valid_step_mask,
 )
+from lstm_plugins._layers import TokenEmbedding
 from lstm_plugins._manager import TechniqueValidationError, build_plugin_manager
 from lstm_plugins._markers import PROJECT_NAME, hookimpl, hookspec
 from lstm_plugins._module import LSTMClassifier
@@ -38,6 +39,7 @@ __all__ = [
     "TechniqueInfo",
     "TechniqueSpec",
     "TechniqueValidationError",
+    "TokenEmbedding",
     "available_techniques",
     "gather_time",
     "last_step_summary",

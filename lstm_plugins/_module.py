@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from lstm_plugins import validation as check
 from lstm_plugins._forward import ForwardOutput, last_step_summary, run_lstm
+from lstm_plugins._layers import TokenEmbedding
 from lstm_plugins._manager import build_plugin_manager
 from lstm_plugins._metrics import PER_CLASS_SUFFIX, classification_metrics
 from lstm_plugins._registry import TechniqueSpec, resolve_technique, technique_specs
@@ -50,6 +51,9 @@ class LSTMClassifier(pl.LightningModule):
         learning_rate: the optimizer's learning rate.
         plugins: the technique stack: technique objects, registered names, or
             ``{"name": ..., **arguments}`` mappings; called in this order within each hook.
+        num_embeddings: for token inputs: the vocabulary size. Batches then carry
+            ``(batch, time)`` integer ids, embedded into ``input_size`` features by
+            ``model.embedding`` (a :class:`TokenEmbedding`).
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
@@ -70,9 +74,12 @@ class LSTMClassifier(pl.LightningModule):
         optimizer: OptimizerName = "adam",
         learning_rate: float = 1e-3,
         plugins: Sequence[TechniqueSpec] = (),
+        num_embeddings: int | None = None,
     ) -> None:
         super().__init__()
         self.input_size = check.positive_int("input_size", input_size)
+        if num_embeddings is not None:
+            check.positive_int("num_embeddings", num_embeddings)
         self.num_classes = check.positive_int("num_classes", num_classes)
         if num_classes < 2:
             raise ValueError(f"Expected `num_classes` to be at least 2, but got {num_classes}.")
@@ -96,11 +103,13 @@ class LSTMClassifier(pl.LightningModule):
             self.hparams["plugins"] = specs
 
         # The slots techniques fill at construction (configure_model); empty ones cost nothing.
+        self.embedding = None if num_embeddings is None else TokenEmbedding(num_embeddings, input_size)
         self.input_layers = nn.Sequential()
         self.lstm = nn.LSTM(
             input_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional
         )
         self.weight_transforms = nn.ModuleDict()
+        self.recurrence: nn.Module | None = None
         self.sequence_layers = nn.Sequential()
         self.output_layers = nn.Sequential()
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
@@ -142,12 +151,23 @@ class LSTMClassifier(pl.LightningModule):
 
     def encode(self, features: Tensor, lengths: Tensor) -> ForwardOutput:
         """Run the network on a padded batch; see :class:`lstm_plugins.ForwardOutput`."""
-        if features.dim() != 3 or features.size(-1) != self.input_size:
+        if self.embedding is not None:
+            if features.dim() != 2 or features.is_floating_point():
+                raise ValueError(
+                    "Expected `features` to be (batch, time) integer token ids for a model with "
+                    f"`num_embeddings`, but got {tuple(features.shape)} of dtype {features.dtype}."
+                )
+            features = self.embedding(features)
+        elif features.dim() != 3 or features.size(-1) != self.input_size:
             raise ValueError(
                 f"Expected `features` of shape (batch, time, {self.input_size}), "
                 f"but got {tuple(features.shape)}."
             )
-        raw_output = run_lstm(self.lstm, self.input_layers(features), lengths, self.lstm_weights())
+        lstm_input = self.input_layers(features)
+        if self.recurrence is None:
+            raw_output = run_lstm(self.lstm, lstm_input, lengths, self.lstm_weights())
+        else:
+            raw_output = self.recurrence(lstm_input, lengths, self.lstm, self.lstm_weights())
         sequence_output = self.sequence_layers(raw_output)
         final = self.output_layers(last_step_summary(sequence_output, lengths, self.lstm.bidirectional))
         return ForwardOutput(self.head(final), final, sequence_output, raw_output, lengths)

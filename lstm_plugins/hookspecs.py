@@ -69,16 +69,23 @@ __all__ = [
 def configure_model(model: LSTMClassifier) -> None:
     """Change the network, once, while the model is being constructed.
 
-    Fires inside ``LSTMClassifier.__init__``, after ``model.lstm`` (a ``torch.nn.LSTM``,
-    ``batch_first=True``), ``model.input_layers``, ``model.output_layers`` (both empty
-    ``torch.nn.Sequential``) and ``model.head`` exist, and before any optimizer is built.
+    Fires inside ``LSTMClassifier.__init__``, after every part of the network exists and before
+    any optimizer is built. The forward pass is, in order:
 
-    May change: append modules to ``model.input_layers`` (applied to the padded
-    ``(batch, time, features)`` input) or ``model.output_layers`` (applied to the
-    ``(batch, features)`` sequence summary before the head); set attributes of ``model.lstm``
-    such as its inter-layer ``dropout``; re-initialise or wrap weights. Keep ``model.lstm`` a
-    ``torch.nn.LSTM`` so the fused kernel runs. Raise ``ValueError`` to refuse a model the
-    technique cannot work with (the error surfaces from the model's constructor).
+    ``model.embedding`` (token models only; its ``weight_transform`` Sequential acts on the
+    embedding matrix) → ``model.input_layers`` (Sequential on the padded ``(batch, time,
+    features)`` input) → ``model.lstm`` (a ``torch.nn.LSTM``, ``batch_first=True``) run with
+    ``model.weight_transforms`` (ModuleDict: LSTM weight name such as ``"weight_hh_l0"`` → module
+    mapping that weight to the one used in this pass) → ``model.sequence_layers`` (Sequential on
+    the ``(batch, time, hidden * directions)`` outputs) → the last-step summary →
+    ``model.output_layers`` (Sequential on ``(batch, hidden * directions)``) → ``model.head``.
+
+    May change: append to those Sequentials, add weight transforms, set attributes of
+    ``model.lstm`` (such as its inter-layer ``dropout``), re-initialise weights. A technique that
+    cannot run on the fused kernel may set ``model.recurrence`` to a module called as
+    ``recurrence(lstm_input, lengths, lstm, weights)`` returning the sequence outputs (it must
+    claim the ``exclusive = "recurrence"`` slot, and say so in its docs). Raise ``ValueError`` to
+    refuse a model the technique cannot work with (it surfaces from the model's constructor).
 
     Return value: ignored.
     """
