@@ -125,6 +125,7 @@ class LSTMClassifier(pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.val_loss = MeanMetric()
         self.test_metrics = metrics.clone(prefix="test/")
+        self._resumed_rng: dict[str, Any] | None = None
         self.test_results: dict[str, Tensor] = {}
         """Test metrics of the last ``Trainer.test`` (per-class vectors included), on the CPU."""
 
@@ -330,9 +331,24 @@ class LSTMClassifier(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "techniques": [technique_name(t) for t in self.techniques],
             "state": {},
+            # The random stream, so dropout masks after a resume are those of an uninterrupted run.
+            "rng": {"cpu": torch.get_rng_state()},
         }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint[CHECKPOINT_KEY]["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         self._hook.on_save_checkpoint(model=self, checkpoint=checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault(CHECKPOINT_KEY, {"techniques": [], "state": {}})
+        stored = checkpoint.setdefault(CHECKPOINT_KEY, {"techniques": [], "state": {}})
+        stored.setdefault("state", {})
+        self._resumed_rng = stored.get("rng")
         self._hook.on_load_checkpoint(model=self, checkpoint=checkpoint)
+
+    def on_train_start(self) -> None:
+        # Restored here rather than in on_load_checkpoint, which also fires for inference loads.
+        rng = self._resumed_rng
+        if rng is not None:
+            torch.set_rng_state(rng["cpu"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            self._resumed_rng = None

@@ -1,15 +1,17 @@
-"""Gradient clipping by global norm or by value, with the pre-clip norm logged."""
+"""Gradient clipping by global norm or by value, with the pre-clip norm and clipped fraction logged."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from lstm_plugins import Technique, hookimpl
+from lstm_plugins import hookimpl
 from lstm_plugins import validation as check
+from lstm_plugins.plugins._clipping_stats import ClippingTechnique
 from lstm_plugins.plugins.grad_norm import normalize_norm_type, total_gradient_norm
 
 ClippingMode = Literal["norm", "value"]
@@ -43,7 +45,7 @@ def clip_gradients_by_value(parameters: Iterable[Tensor], max_value: float) -> N
     torch.nn.utils.clip_grad_value_(list(parameters), max_value)
 
 
-class GradientClipping(Technique):
+class GradientClipping(ClippingTechnique):
     """Clips gradients by global norm (any p, inf included) or by value; logs the pre-clip norm.
 
     Acts in the gradients-transform phase (Lightning's ``configure_gradient_clipping`` slot), on
@@ -51,15 +53,17 @@ class GradientClipping(Technique):
     the ``gradient_clipping`` slot: a second clipper, or ``Trainer(gradient_clip_val=...)``, is
     refused before training starts.
 
-    The pre-clip global norm is logged as ``gradient_clipping/pre_clip_norm`` every
-    ``log_every_n_steps`` optimizer steps (default: the Trainer's ``log_every_n_steps``).
+    Every ``log_every_n_steps`` optimizer steps (default: the Trainer's ``log_every_n_steps``) it
+    logs the pre-clip global norm as ``gradient_clipping/pre_clip_norm`` and, as
+    ``gradient_clipping/clipped_fraction``, the fraction of optimizer steps so far in which
+    clipping changed the gradients (counted on the device every step, kept in checkpoints).
 
     Args:
         threshold: the largest global norm (``mode="norm"``) or absolute value (``mode="value"``).
         mode: ``"norm"`` rescales all gradients together (keeps the direction); ``"value"``
             clamps each element.
         norm_type: p of the global p-norm (``mode="norm"``), ``inf`` for the largest element.
-        log_every_n_steps: how often to log the pre-clip norm.
+        log_every_n_steps: how often to log the pre-clip norm and the clipped fraction.
 
     Example:
         >>> GradientClipping(0.5)
@@ -79,29 +83,25 @@ class GradientClipping(Technique):
         self.threshold = check.positive_float("threshold", threshold)
         self.mode: ClippingMode = check.choice("mode", mode, ("norm", "value"))
         self.norm_type = normalize_norm_type("norm_type", norm_type)
-        self.log_every_n_steps = (
-            None if log_every_n_steps is None else check.positive_int("log_every_n_steps", log_every_n_steps)
-        )
-        self._interval = self.log_every_n_steps or 50
-
-    @hookimpl
-    def on_fit_setup(self, trainer: Any) -> None:
-        if trainer.gradient_clip_val:
-            raise ValueError(
-                f"Technique `{self.name}` ({self!r}) and "
-                f"`Trainer(gradient_clip_val={trainer.gradient_clip_val})` both clip gradients; "
-                "keep one of them."
-            )
-        self._interval = self.log_every_n_steps or max(trainer.log_every_n_steps, 1)
+        self._init_clipping(log_every_n_steps)
 
     @hookimpl
     def transform_gradients(self, model: Any, optimizer: torch.optim.Optimizer) -> None:
         parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        log_now = model.trainer.global_step % self._interval == 0
+        if not parameters:
+            return
+        log_now = self._log_due(model)
         if self.mode == "norm":
             pre_clip_norm = clip_gradients_by_norm(parameters, self.threshold, self.norm_type)
+            # clip_grad_norm_ multiplies by min(threshold / (norm + 1e-6), 1): changed iff < 1.
+            clipped = self.threshold / (pre_clip_norm + 1e-6) < 1.0
         else:
-            pre_clip_norm = total_gradient_norm(parameters, self.norm_type) if log_now else None
+            largest = total_gradient_norm(parameters, math.inf)
+            pre_clip_norm = None
+            if log_now:
+                pre_clip_norm = largest if math.isinf(self.norm_type) else total_gradient_norm(parameters, self.norm_type)
+            clipped = largest > self.threshold
             clip_gradients_by_value(parameters, self.threshold)
+        self._count_step(clipped)
         if log_now:
-            model.log("gradient_clipping/pre_clip_norm", pre_clip_norm, on_step=True, on_epoch=False)
+            self._log_clipping(model, pre_clip_norm)

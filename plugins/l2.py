@@ -59,7 +59,7 @@ def l2_penalty(parameters: Iterable[Tensor], weight: float) -> Tensor:
 
 
 class L2Penalty(Technique):
-    """Adds lambda * sum of squared weights to the loss, logged separately as ``train/l2``.
+    """Adds lambda * sum of squared weights to the loss, logged separately as train/l2.
 
     This is *coupled* L2 regularisation: the penalty's gradient ``2 * lambda * w`` passes through
     the optimizer, so with Adam it is rescaled per parameter by the adaptive step. Decoupled weight
@@ -101,6 +101,10 @@ class L2Penalty(Technique):
                 f"parameter names are: {', '.join(n for n, _ in model.named_parameters())}."
             )
         return [p for _, p in selected]
+
+    def penalized_parameter_names(self, model: nn.Module) -> list[str]:
+        """Names of the parameters this term covers (other techniques check overlaps with it)."""
+        return [name for name, _ in select_parameters(model.named_parameters(), self.include_biases, self.parameters)]
 
     @hookimpl
     def on_fit_setup(self, model: Any) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from lstm_plugins.data._batch import PaddedSequenceDataset, collate_sequence_batch
 from lstm_plugins.data._ts import read_ts
@@ -44,6 +44,34 @@ class _Split:
         keep[indices] = True
         rows = np.repeat(keep, self.lengths)
         return _Split(self.values[rows], self.lengths[keep], self.labels[keep])
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A new permutation every epoch, drawn from ``(seed, epoch)`` alone.
+
+    Lightning calls ``set_epoch`` before each training epoch, so the order of epoch ``k`` is the
+    same in an uninterrupted run and in one resumed from a checkpoint, and drawing it consumes
+    nothing from the global random stream (dropout masks stay reproducible too). Being a
+    ``RandomSampler``, it is replaced by a shuffling ``DistributedSampler`` under DDP.
+
+    Example:
+        >>> sampler = EpochShuffleSampler(range(5), seed=0)
+        >>> first = list(sampler); sampler.set_epoch(1); second = list(sampler)
+        >>> sorted(first) == sorted(second) == [0, 1, 2, 3, 4], first != second
+        (True, True)
+    """
+
+    def __init__(self, data_source: Any, seed: int) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 class SequenceDataModule(pl.LightningDataModule):
@@ -298,12 +326,10 @@ class SequenceDataModule(pl.LightningDataModule):
         return self._dataset("test")
 
     def _loader(self, dataset: PaddedSequenceDataset, *, shuffle: bool) -> DataLoader[Any]:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
             collate_fn=collate_sequence_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
