@@ -27,7 +27,7 @@ import yaml
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "model": {
-        "hidden_size": 64,
+        "hidden_size": 128,
         "num_layers": 1,
         "bidirectional": True,
         "optimizer": "adam",
@@ -40,7 +40,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         {"grad_norm": {"every_n_steps": 10}},
     ],
     "data": {"dataset": "japanese_vowels", "batch_size": 16, "val_fraction": 0.1},
-    "trainer": {"max_epochs": 60, "accelerator": "auto", "devices": 1, "log_every_n_steps": 10},
+    "trainer": {"max_epochs": 100, "accelerator": "auto", "devices": 1, "log_every_n_steps": 10},
 }
 """The default stack that ``lstm-plugins fit`` trains on JapaneseVowels."""
 

@@ -9,41 +9,57 @@ from lstm_plugins.plugins.activation_regularization import (
     activation_regularization,
     temporal_activation_regularization,
 )
+from lstm_plugins.plugins.adaptive_clipping import AdaptiveGradientClipping, adaptive_clip_gradients
+from lstm_plugins.plugins.auto_clipping import AutoClipping, auto_clip_gradients
 from lstm_plugins.plugins.dropout import Dropout, add_dropout
 from lstm_plugins.plugins.embedding_dropout import EmbeddingDropout, embedding_dropout
+from lstm_plugins.plugins.exploding_gradients import ExplodingGradientDetector
+from lstm_plugins.plugins.gate_saturation import GateSaturation, gate_saturation
 from lstm_plugins.plugins.grad_norm import GradientNormMonitor, gradient_norms, total_gradient_norm
 from lstm_plugins.plugins.gradient_clipping import (
     GradientClipping,
     clip_gradients_by_norm,
     clip_gradients_by_value,
 )
+from lstm_plugins.plugins.gradient_reach import GradientReach, gradient_reach
 from lstm_plugins.plugins.initialization import Initialization, initialize_lstm
 from lstm_plugins.plugins.l2 import L2Penalty, l2_penalty, select_parameters
 from lstm_plugins.plugins.locked_dropout import LockedDropout, locked_dropout
 from lstm_plugins.plugins.nonfinite_guard import NonFiniteGuard, NonFiniteStepError, gradients_are_finite
 from lstm_plugins.plugins.weight_decay import DecoupledWeightDecay, weight_decay_groups
 from lstm_plugins.plugins.weight_drop import WeightDrop, drop_connect
+from lstm_plugins.plugins.zoneout import Zoneout, zoneout_lstm
 
 __all__ = [
     "ActivationRegularization",
+    "AdaptiveGradientClipping",
+    "AutoClipping",
     "DecoupledWeightDecay",
     "Dropout",
     "EmbeddingDropout",
+    "ExplodingGradientDetector",
+    "GateSaturation",
     "GradientClipping",
     "GradientNormMonitor",
+    "GradientReach",
     "Initialization",
     "L2Penalty",
     "LockedDropout",
     "NonFiniteGuard",
     "NonFiniteStepError",
     "WeightDrop",
+    "Zoneout",
     "activation_regularization",
+    "adaptive_clip_gradients",
+    "auto_clip_gradients",
     "add_dropout",
     "clip_gradients_by_norm",
     "clip_gradients_by_value",
     "drop_connect",
     "embedding_dropout",
+    "gate_saturation",
     "gradient_norms",
+    "gradient_reach",
     "gradients_are_finite",
     "initialize_lstm",
     "l2_penalty",
@@ -52,4 +68,5 @@ __all__ = [
     "temporal_activation_regularization",
     "total_gradient_norm",
     "weight_decay_groups",
+    "zoneout_lstm",
 ]

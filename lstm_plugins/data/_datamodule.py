@@ -330,6 +330,9 @@ class SequenceDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
+            # A loader of its own seeds each iterator (worker seeds) from this generator, so
+            # creating iterators never draws from the global stream that dropout masks use.
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=collate_sequence_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
