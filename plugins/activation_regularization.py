@@ -11,23 +11,31 @@ from lstm_plugins import Technique, hookimpl, valid_step_mask
 from lstm_plugins import validation as check
 
 
-def activation_regularization(outputs: Tensor, lengths: Tensor, alpha: float) -> Tensor:
-    """``alpha * mean(h ** 2)`` over the valid steps of ``(batch, time, hidden)`` outputs.
+def _mean_over_valid_steps(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean over features and valid steps of each sequence, then over sequences.
 
-    Padded steps do not count, so the value equals AR on the unpadded sequences concatenated.
+    Averaging per sequence first makes the value independent of padding, and the mean of
+    per-process values under DDP (equal batch sizes) equal to the single-process value.
+    """
+    per_sequence = (values * mask.unsqueeze(-1)).sum(dim=(1, 2)) / (mask.sum(dim=1) * values.size(-1))
+    return per_sequence.mean()
+
+
+def activation_regularization(outputs: Tensor, lengths: Tensor, alpha: float) -> Tensor:
+    """``alpha * mean(h ** 2)``: each sequence's mean over its valid steps, averaged over the batch.
 
     Example:
-        >>> h = torch.tensor([[[1.0], [3.0], [99.0]]])  # third step is padding
-        >>> activation_regularization(h, torch.tensor([2]), alpha=2.0)
-        tensor(10.)
+        >>> h = torch.tensor([[[1.0], [3.0], [99.0]], [[2.0], [0.0], [0.0]]])  # padded
+        >>> activation_regularization(h, torch.tensor([2, 1]), alpha=2.0)  # 2 * (5 + 4) / 2
+        tensor(9.)
     """
-    mask = valid_step_mask(lengths, outputs.size(1), outputs.device).unsqueeze(-1)
-    total = (outputs.square() * mask).sum()
-    return alpha * total / (mask.sum() * outputs.size(-1))
+    mask = valid_step_mask(lengths, outputs.size(1), outputs.device)
+    return alpha * _mean_over_valid_steps(outputs.square(), mask)
 
 
 def temporal_activation_regularization(outputs: Tensor, lengths: Tensor, beta: float) -> Tensor:
-    """``beta * mean((h_t - h_{t-1}) ** 2)`` over pairs of consecutive valid steps.
+    """``beta * mean((h_t - h_{t-1}) ** 2)`` over consecutive valid steps of each sequence,
+    averaged over the sequences that have at least two steps.
 
     Example:
         >>> h = torch.tensor([[[1.0], [3.0], [99.0]]])
@@ -35,12 +43,13 @@ def temporal_activation_regularization(outputs: Tensor, lengths: Tensor, beta: f
         tensor(4.)
     """
     lengths = lengths.to(outputs.device)
-    differences = outputs[:, 1:] - outputs[:, :-1]
-    mask = valid_step_mask(lengths - 1, differences.size(1), outputs.device).unsqueeze(-1)
-    pairs = mask.sum() * outputs.size(-1)
-    total = (differences.square() * mask).sum()
-    # Sequences of length 1 have no pair; a batch of only those contributes 0.
-    return beta * total / torch.clamp(pairs, min=1)
+    differences = (outputs[:, 1:] - outputs[:, :-1]).square()
+    mask = valid_step_mask(lengths - 1, differences.size(1), outputs.device)
+    pairs = mask.sum(dim=1)
+    per_sequence = (differences * mask.unsqueeze(-1)).sum(dim=(1, 2)) / (pairs.clamp(min=1) * outputs.size(-1))
+    has_pairs = (pairs > 0).to(outputs.dtype)
+    # Sequences of length 1 have no pair and do not count; a batch of only those gives 0.
+    return beta * (per_sequence * has_pairs).sum() / has_pairs.sum().clamp(min=1)
 
 
 class ActivationRegularization(Technique):
@@ -49,7 +58,9 @@ class ActivationRegularization(Technique):
     AR, ``alpha * mean(h ** 2)``, is computed on the *dropped* LSTM outputs (after
     ``sequence_layers``, e.g. locked dropout) and keeps activations small; TAR,
     ``beta * mean((h_t - h_{t-1}) ** 2)``, on the *raw* outputs, penalises fast changes between
-    steps. Padded steps never count. Both are logged as ``train/ar`` and ``train/tar``.
+    steps. Padded steps never count: each sequence is averaged over its own valid steps, then
+    sequences are averaged, so the terms do not depend on padding and DDP processes with equal
+    batch sizes average to the single-process value. Logged as ``train/ar`` and ``train/tar``.
 
     Suggested values: AWD-LSTM uses ``alpha=2``, ``beta=1`` for language modelling; for
     classification start lower (``alpha=0.1``-``1``).

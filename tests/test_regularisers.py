@@ -143,13 +143,16 @@ def test_ar_and_tar_equal_their_formulas_on_padded_batches():
     lengths = torch.tensor([5, 1, 3, 7])
     outputs = torch.randn(4, 7, 6)
     outputs[valid_step_mask(lengths, 7) == 0] = 1e3  # padding must not count
-    steps = torch.cat([outputs[i, :n] for i, n in enumerate(lengths)])
-    expected_ar = 2.0 * steps.pow(2).mean()
-    differences = torch.cat([outputs[i, 1:n] - outputs[i, : n - 1] for i, n in enumerate(lengths)])
-    expected_tar = 0.5 * differences.pow(2).mean()
+    sequences = [outputs[i, :n].double() for i, n in enumerate(lengths)]
+    expected_ar = 2.0 * torch.stack([s.pow(2).mean() for s in sequences]).mean()
+    with_pairs = [s for s in sequences if len(s) > 1]
+    expected_tar = 0.5 * torch.stack([(s[1:] - s[:-1]).pow(2).mean() for s in with_pairs]).mean()
     assert activation_regularization(outputs, lengths, 2.0).item() == pytest.approx(expected_ar.item(), rel=1e-6)
     assert temporal_activation_regularization(outputs, lengths, 0.5).item() == pytest.approx(expected_tar.item(), rel=1e-6)
     assert temporal_activation_regularization(outputs[1:2], lengths[1:2], 0.5).item() == 0.0  # no pair
+    # Batch-mates and padding do not change a sequence's share.
+    alone = activation_regularization(outputs[3:4, :7], lengths[3:4], 2.0)
+    assert alone.item() == pytest.approx(2.0 * sequences[3].pow(2).mean().item(), rel=1e-6)
 
 
 def test_ar_uses_dropped_outputs_and_tar_raw_outputs():
