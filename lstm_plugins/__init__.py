@@ -19,6 +19,7 @@ from lstm_plugins._markers import PROJECT_NAME, hookimpl, hookspec
 from lstm_plugins._module import LSTMClassifier
 from lstm_plugins._registry import (
     BLOCK_ENVIRONMENT_VARIABLE,
+    DISABLE_ENVIRONMENT_VARIABLE,
     TechniqueInfo,
     TechniqueSpec,
     available_techniques,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BLOCK_ENVIRONMENT_VARIABLE",
+    "DISABLE_ENVIRONMENT_VARIABLE",
     "PROJECT_NAME",
     "ForwardOutput",
     "LSTMClassifier",

@@ -129,6 +129,32 @@ class LSTMClassifier(pl.LightningModule):
         self.test_results: dict[str, Tensor] = {}
         """Test metrics of the last ``Trainer.test`` (per-class vectors included), on the CPU."""
 
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool = True,
+        **kwargs: Any,
+    ) -> LSTMClassifier:
+        """Lightning's ``load_from_checkpoint``, but ``weights_only=True`` by default.
+
+        The checkpoint is read with ``torch.load(weights_only=True)``, which refuses arbitrary
+        pickled objects, so a crafted file cannot run code. The technique stack is rebuilt by
+        name from the saved hyper-parameters; a technique that is not installed is named in the
+        error. Pass ``plugins=[...]`` to supply a stack that was not saved by name.
+        """
+        return super().load_from_checkpoint(  # type: ignore[return-value]
+            checkpoint_path,
+            map_location=map_location,
+            hparams_file=hparams_file,
+            strict=strict,
+            weights_only=weights_only,
+            **kwargs,
+        )
+
     # --- plugin manager ---------------------------------------------------------------------
 
     def _build_plugin_manager(self) -> None:

@@ -17,6 +17,11 @@ from lstm_plugins._technique import technique_name
 BLOCK_ENVIRONMENT_VARIABLE = "LSTM_PLUGINS_BLOCK"
 """Comma-separated technique names that may not be used (``LSTM_PLUGINS_BLOCK=l2,dropout``)."""
 
+DISABLE_ENVIRONMENT_VARIABLE = "LSTM_PLUGINS_DISABLE_ENTRY_POINTS"
+"""Set to 1 to load no third-party entry point: only the built-in techniques are available."""
+
+BUILT_IN_DISTRIBUTION = "lstm-plugins"
+
 TechniqueSpec = Union[object, str, Mapping[str, Any]]
 """A technique object, a registered name, ``{"name": ..., **arguments}`` or ``{name: arguments}``."""
 
@@ -41,12 +46,24 @@ def blocked_names() -> frozenset[str]:
     return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
+def third_party_loading_disabled() -> bool:
+    return os.environ.get(DISABLE_ENVIRONMENT_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _entry_points() -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
+    only_built_ins = third_party_loading_disabled()
     for entry_point in entry_points(group=PROJECT_NAME):
+        if only_built_ins and _distribution_name(entry_point) != BUILT_IN_DISTRIBUTION:
+            continue
         # The first distribution on sys.path wins, as for imports.
         found.setdefault(entry_point.name, entry_point)
     return found
+
+
+def _distribution_name(entry_point: EntryPoint) -> str | None:
+    dist = getattr(entry_point, "dist", None)
+    return None if dist is None else dist.metadata["Name"]
 
 
 def _distribution_label(entry_point: EntryPoint) -> str:

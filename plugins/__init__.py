@@ -9,8 +9,14 @@ from lstm_plugins.plugins.activation_regularization import (
     activation_regularization,
     temporal_activation_regularization,
 )
-from lstm_plugins.plugins.adaptive_clipping import AdaptiveGradientClipping, adaptive_clip_gradients
-from lstm_plugins.plugins.auto_clipping import AutoClipping, auto_clip_gradients
+from lstm_plugins.plugins.adaptive_clipping import AdaptiveGradientClipping, adaptive_clip_gradients, unitwise_norm
+from lstm_plugins.plugins.auto_clipping import (
+    AutoClipping,
+    GradientNormHistory,
+    auto_clip_gradients,
+    clip_gradients_to_norm,
+    norm_percentile,
+)
 from lstm_plugins.plugins.dropout import Dropout, add_dropout
 from lstm_plugins.plugins.embedding_dropout import EmbeddingDropout, embedding_dropout
 from lstm_plugins.plugins.exploding_gradients import ExplodingGradientDetector
@@ -40,6 +46,7 @@ __all__ = [
     "ExplodingGradientDetector",
     "GateSaturation",
     "GradientClipping",
+    "GradientNormHistory",
     "GradientNormMonitor",
     "GradientReach",
     "Initialization",
@@ -55,6 +62,7 @@ __all__ = [
     "add_dropout",
     "clip_gradients_by_norm",
     "clip_gradients_by_value",
+    "clip_gradients_to_norm",
     "drop_connect",
     "embedding_dropout",
     "gate_saturation",
@@ -64,9 +72,11 @@ __all__ = [
     "initialize_lstm",
     "l2_penalty",
     "locked_dropout",
+    "norm_percentile",
     "select_parameters",
     "temporal_activation_regularization",
     "total_gradient_norm",
+    "unitwise_norm",
     "weight_decay_groups",
     "zoneout_lstm",
 ]

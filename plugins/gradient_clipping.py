@@ -97,9 +97,9 @@ class GradientClipping(ClippingTechnique):
             clipped = self.threshold / (pre_clip_norm + 1e-6) < 1.0
         else:
             largest = total_gradient_norm(parameters, math.inf)
-            pre_clip_norm = None
-            if log_now:
-                pre_clip_norm = largest if math.isinf(self.norm_type) else total_gradient_norm(parameters, self.norm_type)
+            pre_clip_norm = largest
+            if log_now and not math.isinf(self.norm_type):
+                pre_clip_norm = total_gradient_norm(parameters, self.norm_type)
             clipped = largest > self.threshold
             clip_gradients_by_value(parameters, self.threshold)
         self._count_step(clipped)
