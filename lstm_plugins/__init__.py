@@ -16,7 +16,7 @@ from lstm_plugins._forward import (
 from lstm_plugins._layers import TokenEmbedding
 from lstm_plugins._manager import TechniqueValidationError, build_plugin_manager
 from lstm_plugins._markers import PROJECT_NAME, hookimpl, hookspec
-from lstm_plugins._module import LSTMClassifier
+from lstm_plugins._module import LSTMClassifier, LSTMRegressor, SequenceModel
 from lstm_plugins._registry import (
     BLOCK_ENVIRONMENT_VARIABLE,
     DISABLE_ENVIRONMENT_VARIABLE,
@@ -37,6 +37,8 @@ __all__ = [
     "PROJECT_NAME",
     "ForwardOutput",
     "LSTMClassifier",
+    "LSTMRegressor",
+    "SequenceModel",
     "Technique",
     "TechniqueInfo",
     "TechniqueSpec",

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 PER_CLASS_SUFFIX = "_per_class"
 
@@ -26,13 +27,33 @@ def classification_metrics(
         >>> round(metrics.compute()["accuracy"].item(), 4)
         0.6667
     """
-    metrics: dict[str, Metric] = {
+    return _collection({
         "accuracy": MulticlassAccuracy(num_classes, average="micro"),
         "recall": MulticlassRecall(num_classes, average="macro"),
         "f1": MulticlassF1Score(num_classes, average="macro"),
         "recall" + PER_CLASS_SUFFIX: MulticlassRecall(num_classes, average=None),
         "f1" + PER_CLASS_SUFFIX: MulticlassF1Score(num_classes, average=None),
-    }
+    }, extra)
+
+
+def regression_metrics(num_outputs: int = 1, extra: Mapping[str, Metric] | None = None) -> MetricCollection:
+    """Mean absolute error, root mean squared error and R² (averaged over outputs).
+
+    Example:
+        >>> import torch
+        >>> metrics = regression_metrics()
+        >>> metrics.update(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 2.0, 3.0]))
+        >>> {name: round(value.item(), 4) for name, value in sorted(metrics.compute().items())}
+        {'mae': 0.3333, 'r2': 0.5, 'rmse': 0.5774}
+    """
+    return _collection({
+        "mae": MeanAbsoluteError(num_outputs=num_outputs),
+        "rmse": MeanSquaredError(squared=False, num_outputs=num_outputs),
+        "r2": R2Score(multioutput="uniform_average") if num_outputs > 1 else R2Score(),
+    }, extra)
+
+
+def _collection(metrics: dict[str, Metric], extra: Mapping[str, Metric] | None) -> MetricCollection:
     for name, metric in (extra or {}).items():
         if name in metrics:
             raise ValueError(f"Metric name `{name}` is already used; choose another name.")

@@ -16,7 +16,7 @@ from lstm_plugins import validation as check
 from lstm_plugins._forward import ForwardOutput, last_step_summary, run_lstm
 from lstm_plugins._layers import TokenEmbedding
 from lstm_plugins._manager import build_plugin_manager
-from lstm_plugins._metrics import PER_CLASS_SUFFIX, classification_metrics
+from lstm_plugins._metrics import PER_CLASS_SUFFIX, classification_metrics, regression_metrics
 from lstm_plugins._registry import TechniqueSpec, resolve_technique, technique_specs
 from lstm_plugins._technique import technique_name
 
@@ -30,44 +30,20 @@ _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 CHECKPOINT_KEY = "lstm_plugins"
 
 
-class LSTMClassifier(pl.LightningModule):
-    """Sequence classifier: optional input layers, a fused ``torch.nn.LSTM``, a linear head.
+class SequenceModel(pl.LightningModule):
+    """What every task shares: optional embedding and input layers, a fused ``torch.nn.LSTM``,
+    a summary of each sequence, a linear head, and the technique stack with its hooks.
 
-    Variable-length batches (:class:`lstm_plugins.data.SequenceBatch`) are exact and stay on the
-    fused kernel on CPU (oneDNN) and CUDA (cuDNN). Each sequence is summarised by the forward
-    direction's output at its last valid step (and, when bidirectional, the backward direction's
-    output at step 0), then classified with cross-entropy; ``num_classes=2`` is binary
-    classification with a two-way softmax. Validation and test report accuracy, macro recall and
-    macro F1 (per-class values in :attr:`test_results`) through torchmetrics.
-
-    Args:
-        input_size: features per time step.
-        num_classes: number of classes, at least 2.
-        hidden_size: LSTM hidden units per direction.
-        num_layers: stacked LSTM layers.
-        bidirectional: add a backward direction.
-        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``; the fused implementation
-            is used where the device has one.
-        learning_rate: the optimizer's learning rate.
-        plugins: the technique stack: technique objects, registered names, or
-            ``{"name": ..., **arguments}`` mappings; called in this order within each hook.
-        num_embeddings: for token inputs: the vocabulary size. Batches then carry
-            ``(batch, time)`` integer ids, embedded into ``input_size`` features by
-            ``model.embedding`` (a :class:`TokenEmbedding`).
-
-    Example:
-        >>> from lstm_plugins import LSTMClassifier
-        >>> from lstm_plugins.plugins import Dropout, GradientClipping
-        >>> model = LSTMClassifier(12, 9, bidirectional=True,
-        ...                        plugins=[GradientClipping(1.0), Dropout(output=0.3), "grad_norm"])
-        >>> [type(t).__name__ for t in model.techniques]
-        ['GradientClipping', 'Dropout', 'GradientNormMonitor']
+    Subclasses define the task: :class:`LSTMClassifier` and :class:`LSTMRegressor`. Variable-length
+    batches (:class:`lstm_plugins.data.SequenceBatch`) are exact and stay on the fused kernel on
+    CPU (oneDNN) and CUDA (cuDNN). Each sequence is summarised by the forward direction's output at
+    its last valid step (and, when bidirectional, the backward direction's output at step 0).
     """
 
     def __init__(
         self,
         input_size: int,
-        num_classes: int,
+        output_size: int,
         hidden_size: int = 64,
         num_layers: int = 1,
         bidirectional: bool = False,
@@ -80,9 +56,6 @@ class LSTMClassifier(pl.LightningModule):
         self.input_size = check.positive_int("input_size", input_size)
         if num_embeddings is not None:
             check.positive_int("num_embeddings", num_embeddings)
-        self.num_classes = check.positive_int("num_classes", num_classes)
-        if num_classes < 2:
-            raise ValueError(f"Expected `num_classes` to be at least 2, but got {num_classes}.")
         check.positive_int("hidden_size", hidden_size)
         check.positive_int("num_layers", num_layers)
         check.boolean("bidirectional", bidirectional)
@@ -95,7 +68,7 @@ class LSTMClassifier(pl.LightningModule):
 
         self.techniques: tuple[object, ...] = tuple(resolve_technique(spec) for spec in plugins)
         self._build_plugin_manager()
-        self.save_hyperparameters(ignore=["plugins"])
+        self.save_hyperparameters(ignore=["plugins", "output_size"])
         specs = technique_specs(self.techniques)
         if specs is not None:
             # Named techniques are saved as specs, so load_from_checkpoint can rebuild the stack;
@@ -112,7 +85,7 @@ class LSTMClassifier(pl.LightningModule):
         self.recurrence: nn.Module | None = None
         self.sequence_layers = nn.Sequential()
         self.output_layers = nn.Sequential()
-        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), output_size)
         self._hook.configure_model(model=self)
 
         extra_metrics: dict[str, Any] = {}
@@ -121,13 +94,31 @@ class LSTMClassifier(pl.LightningModule):
                 if name in extra_metrics:
                     raise ValueError(f"Two techniques contribute a metric named `{name}`.")
                 extra_metrics[name] = metric
-        metrics = classification_metrics(num_classes, extra_metrics)
+        metrics = self.task_metrics(extra_metrics)
         self.val_metrics = metrics.clone(prefix="val/")
         self.val_loss = MeanMetric()
         self.test_metrics = metrics.clone(prefix="test/")
         self._resumed_rng: dict[str, Any] | None = None
         self.test_results: dict[str, Tensor] = {}
-        """Test metrics of the last ``Trainer.test`` (per-class vectors included), on the CPU."""
+        """Test metrics of the last ``Trainer.test`` (vectors included), on the CPU."""
+
+    # --- the task: what subclasses define ---------------------------------------------------
+
+    def task_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        """The loss of the task, before technique terms."""
+        raise NotImplementedError
+
+    def task_metrics(self, extra: Mapping[str, Metric]) -> MetricCollection:
+        """Fresh validation/test metrics, updated with ``(predictions, targets)``."""
+        raise NotImplementedError
+
+    def predictions(self, head_output: Tensor) -> Tensor:
+        """The head's output as the task's predictions (what the loss and metrics receive)."""
+        return head_output
+
+    def _data_checks(self) -> tuple[tuple[str, str, int], ...]:
+        """``(model argument, data module attribute, model value)`` that must agree."""
+        return (("input_size", "num_features", self.input_size),)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -138,7 +129,7 @@ class LSTMClassifier(pl.LightningModule):
         strict: bool | None = None,
         weights_only: bool = True,
         **kwargs: Any,
-    ) -> LSTMClassifier:
+    ) -> Any:
         """Lightning's ``load_from_checkpoint``, but ``weights_only=True`` by default.
 
         The checkpoint is read with ``torch.load(weights_only=True)``, which refuses arbitrary
@@ -215,9 +206,9 @@ class LSTMClassifier(pl.LightningModule):
         ]
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
-        """Class scores ``(batch, num_classes)`` for a zero-padded ``(batch, time, features)``
-        batch with ``(batch,)`` valid lengths."""
-        return self.encode(features, lengths).logits
+        """Predictions for a zero-padded ``(batch, time, features)`` batch with ``(batch,)``
+        valid lengths: class scores for a classifier, values for a regressor."""
+        return self.predictions(self.encode(features, lengths).logits)
 
     # --- training -----------------------------------------------------------------------------
 
@@ -227,7 +218,7 @@ class LSTMClassifier(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         output = self.encode(batch.features, batch.lengths)
-        task_loss = F.cross_entropy(output.logits, batch.targets)
+        task_loss = self.task_loss(self.predictions(output.logits), batch.targets)
         loss = task_loss
         terms: dict[str, Tensor] = {}
         for contributed in self._hook.loss_terms(
@@ -274,10 +265,9 @@ class LSTMClassifier(pl.LightningModule):
 
     def _check_datamodule(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        for attribute, expected in (("num_features", self.input_size), ("num_classes", self.num_classes)):
+        for name, attribute, expected in self._data_checks():
             found = getattr(datamodule, attribute, None)
-            if isinstance(found, int) and found != expected:
-                name = "input_size" if attribute == "num_features" else "num_classes"
+            if isinstance(found, int) and not isinstance(found, bool) and found != expected:
                 raise ValueError(
                     f"The model has `{name}`={expected} but the data module has "
                     f"`{attribute}`={found}; build the model with {name}={found}."
@@ -315,17 +305,16 @@ class LSTMClassifier(pl.LightningModule):
     # --- evaluation ---------------------------------------------------------------------------
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        logits = self(batch.features, batch.lengths)
-        loss = F.cross_entropy(logits, batch.targets)
+        predictions = self(batch.features, batch.lengths)
+        loss = self.task_loss(predictions, batch.targets)
         self.val_loss.update(loss, weight=batch.targets.size(0))
-        self.val_metrics.update(logits, batch.targets)
+        self.val_metrics.update(predictions, batch.targets)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics, per_class=False, extra={"val/loss": self.val_loss})
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        logits = self(batch.features, batch.lengths)
-        self.test_metrics.update(logits, batch.targets)
+        self.test_metrics.update(self(batch.features, batch.lengths), batch.targets)
 
     def on_test_epoch_end(self) -> None:
         results = self._log_metrics(self.test_metrics, per_class=True)
@@ -378,3 +367,125 @@ class LSTMClassifier(pl.LightningModule):
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
             self._resumed_rng = None
+
+
+class LSTMClassifier(SequenceModel):
+    """Sequence classifier: a fused ``torch.nn.LSTM`` with a technique stack and cross-entropy.
+
+    ``num_classes=2`` is binary classification with a two-way softmax. Validation and test
+    report accuracy, macro recall and macro F1 (per-class vectors in :attr:`test_results`)
+    through torchmetrics, synchronised across processes.
+
+    Args:
+        input_size: features per time step (the embedding size for token inputs).
+        num_classes: number of classes, at least 2.
+        hidden_size: LSTM hidden units per direction.
+        num_layers: stacked LSTM layers.
+        bidirectional: add a backward direction.
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``; the fused implementation
+            is used where the device has one.
+        learning_rate: the optimizer's learning rate.
+        plugins: the technique stack: technique objects, registered names, or
+            ``{"name": ..., **arguments}`` mappings; called in this order within each hook.
+        num_embeddings: for token inputs: the vocabulary size. Batches then carry
+            ``(batch, time)`` integer ids, embedded into ``input_size`` features by
+            ``model.embedding`` (a :class:`TokenEmbedding`).
+
+    Example:
+        >>> from lstm_plugins import LSTMClassifier
+        >>> from lstm_plugins.plugins import Dropout, GradientClipping
+        >>> model = LSTMClassifier(12, 9, bidirectional=True,
+        ...                        plugins=[GradientClipping(1.0), Dropout(output=0.3), "grad_norm"])
+        >>> [type(t).__name__ for t in model.techniques]
+        ['GradientClipping', 'Dropout', 'GradientNormMonitor']
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        optimizer: OptimizerName = "adam",
+        learning_rate: float = 1e-3,
+        plugins: Sequence[TechniqueSpec] = (),
+        num_embeddings: int | None = None,
+    ) -> None:
+        self.num_classes = check.positive_int("num_classes", num_classes)
+        if num_classes < 2:
+            raise ValueError(f"Expected `num_classes` to be at least 2, but got {num_classes}.")
+        super().__init__(
+            input_size, num_classes, hidden_size, num_layers, bidirectional, optimizer,
+            learning_rate, plugins, num_embeddings,
+        )
+
+    def task_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(predictions, targets)
+
+    def task_metrics(self, extra: Mapping[str, Metric]) -> MetricCollection:
+        return classification_metrics(self.num_classes, extra)
+
+    def _data_checks(self) -> tuple[tuple[str, str, int], ...]:
+        return (*super()._data_checks(), ("num_classes", "num_classes", self.num_classes))
+
+
+RegressionLoss = Literal["mse", "mae"]
+
+
+class LSTMRegressor(SequenceModel):
+    """Sequence regressor (forecasting, scoring): the same LSTM, techniques and data path as
+    :class:`LSTMClassifier`, with a mean-squared or mean-absolute error loss.
+
+    Validation and test report MAE, RMSE and R² through torchmetrics, synchronised across
+    processes. Targets are ``(batch,)`` floats for ``num_outputs=1``, else
+    ``(batch, num_outputs)``.
+
+    Args:
+        input_size: features per time step.
+        num_outputs: values predicted per sequence.
+        loss: ``"mse"`` (mean squared error) or ``"mae"`` (mean absolute error).
+        hidden_size, num_layers, bidirectional, optimizer, learning_rate, plugins,
+            num_embeddings: as for :class:`LSTMClassifier`.
+
+    Example:
+        >>> import torch
+        >>> from lstm_plugins import LSTMRegressor
+        >>> model = LSTMRegressor(2, plugins=["gradient_clipping"])
+        >>> model(torch.randn(4, 10, 2), torch.tensor([10, 3, 7, 1])).shape
+        torch.Size([4])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        num_outputs: int = 1,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        optimizer: OptimizerName = "adam",
+        learning_rate: float = 1e-3,
+        loss: RegressionLoss = "mse",
+        plugins: Sequence[TechniqueSpec] = (),
+        num_embeddings: int | None = None,
+    ) -> None:
+        self.num_outputs = check.positive_int("num_outputs", num_outputs)
+        self.loss_name: RegressionLoss = check.choice("loss", loss, ("mse", "mae"))
+        super().__init__(
+            input_size, num_outputs, hidden_size, num_layers, bidirectional, optimizer,
+            learning_rate, plugins, num_embeddings,
+        )
+
+    def predictions(self, head_output: Tensor) -> Tensor:
+        return head_output.squeeze(-1) if self.num_outputs == 1 else head_output
+
+    def task_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        if self.loss_name == "mse":
+            return F.mse_loss(predictions, targets)
+        return F.l1_loss(predictions, targets)
+
+    def task_metrics(self, extra: Mapping[str, Metric]) -> MetricCollection:
+        return regression_metrics(self.num_outputs, extra)
+
+    def _data_checks(self) -> tuple[tuple[str, str, int], ...]:
+        return (*super()._data_checks(), ("num_outputs", "num_outputs", self.num_outputs))

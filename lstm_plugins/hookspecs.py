@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from torchmetrics import Metric
 
     from lstm_plugins._forward import ForwardOutput
-    from lstm_plugins._module import LSTMClassifier
+    from lstm_plugins._module import SequenceModel
 
 __all__ = [
     "configure_callbacks",
@@ -66,10 +66,10 @@ __all__ = [
 
 
 @hookspec
-def configure_model(model: LSTMClassifier) -> None:
+def configure_model(model: SequenceModel) -> None:
     """Change the network, once, while the model is being constructed.
 
-    Fires inside ``LSTMClassifier.__init__``, after every part of the network exists and before
+    Fires inside the model's ``__init__``, after every part of the network exists and before
     any optimizer is built. The forward pass is, in order:
 
     ``model.embedding`` (token models only; its ``weight_transform`` Sequential acts on the
@@ -92,7 +92,7 @@ def configure_model(model: LSTMClassifier) -> None:
 
 
 @hookspec
-def on_fit_setup(model: LSTMClassifier, trainer: pl.Trainer) -> None:
+def on_fit_setup(model: SequenceModel, trainer: pl.Trainer) -> None:
     """Check the technique against the Trainer, once, before the first training step.
 
     Fires from ``LightningModule.setup("fit")`` on every process, before the optimizer is built.
@@ -108,7 +108,7 @@ def on_fit_setup(model: LSTMClassifier, trainer: pl.Trainer) -> None:
 
 
 @hookspec
-def configure_parameter_groups(model: LSTMClassifier, parameter_groups: list[dict[str, Any]]) -> None:
+def configure_parameter_groups(model: SequenceModel, parameter_groups: list[dict[str, Any]]) -> None:
     """Shape the optimizer's parameter groups, once, before the optimizer is built.
 
     Fires from ``configure_optimizers``. ``parameter_groups`` starts as one group,
@@ -126,7 +126,7 @@ def configure_parameter_groups(model: LSTMClassifier, parameter_groups: list[dic
 
 @hookspec
 def loss_terms(
-    model: LSTMClassifier, batch: Any, output: ForwardOutput, task_loss: torch.Tensor
+    model: SequenceModel, batch: Any, output: ForwardOutput, task_loss: torch.Tensor
 ) -> Mapping[str, torch.Tensor] | None:
     """Contribute named terms to the optimized loss, every training step.
 
@@ -146,7 +146,7 @@ def loss_terms(
 
 
 @hookspec
-def on_gradients_ready(model: LSTMClassifier, optimizer: torch.optim.Optimizer) -> None:
+def on_gradients_ready(model: SequenceModel, optimizer: torch.optim.Optimizer) -> None:
     """Look at the gradients of a step, after they are complete and before they are transformed.
 
     Fires from Lightning's ``on_before_optimizer_step``: after ``backward`` and gradient
@@ -163,7 +163,7 @@ def on_gradients_ready(model: LSTMClassifier, optimizer: torch.optim.Optimizer) 
 
 
 @hookspec
-def transform_gradients(model: LSTMClassifier, optimizer: torch.optim.Optimizer) -> None:
+def transform_gradients(model: SequenceModel, optimizer: torch.optim.Optimizer) -> None:
     """Transform the gradients in place, just before the optimizer step.
 
     Fires from Lightning's ``configure_gradient_clipping`` slot, after every
@@ -179,7 +179,7 @@ def transform_gradients(model: LSTMClassifier, optimizer: torch.optim.Optimizer)
 
 
 @hookspec
-def on_train_batch_end(model: LSTMClassifier, batch: Any, batch_index: int) -> None:
+def on_train_batch_end(model: SequenceModel, batch: Any, batch_index: int) -> None:
     """React after the optimizer step of a training batch.
 
     Fires from Lightning's ``on_train_batch_end``. May change: the technique's own state and
@@ -188,7 +188,7 @@ def on_train_batch_end(model: LSTMClassifier, batch: Any, batch_index: int) -> N
 
 
 @hookspec
-def on_train_epoch_end(model: LSTMClassifier) -> None:
+def on_train_epoch_end(model: SequenceModel) -> None:
     """React at the end of a training epoch (before validation metrics of that epoch are final).
 
     May change: the technique's own state and schedules. Return value: ignored.
@@ -199,7 +199,7 @@ def on_train_epoch_end(model: LSTMClassifier) -> None:
 
 
 @hookspec
-def configure_metrics(model: LSTMClassifier) -> Mapping[str, Metric] | None:
+def configure_metrics(model: SequenceModel) -> Mapping[str, Metric] | None:
     """Contribute extra ``torchmetrics`` metrics, once, at model construction.
 
     Return a mapping from a metric name to a fresh ``torchmetrics.Metric`` taking
@@ -210,7 +210,7 @@ def configure_metrics(model: LSTMClassifier) -> Mapping[str, Metric] | None:
 
 
 @hookspec
-def configure_callbacks(model: LSTMClassifier) -> Sequence[pl.Callback] | Callback | None:
+def configure_callbacks(model: SequenceModel) -> Sequence[pl.Callback] | Callback | None:
     """Contribute Lightning callbacks, once, when the Trainer attaches the model.
 
     Return a callback, a sequence of callbacks, or ``None``. They are added to the Trainer's
@@ -223,7 +223,7 @@ def configure_callbacks(model: LSTMClassifier) -> Sequence[pl.Callback] | Callba
 
 
 @hookspec
-def on_save_checkpoint(model: LSTMClassifier, checkpoint: dict[str, Any]) -> None:
+def on_save_checkpoint(model: SequenceModel, checkpoint: dict[str, Any]) -> None:
     """Store technique state in a Lightning checkpoint that is being written.
 
     Store plain data (tensors, numbers, strings, lists, dicts) under
@@ -233,7 +233,7 @@ def on_save_checkpoint(model: LSTMClassifier, checkpoint: dict[str, Any]) -> Non
 
 
 @hookspec
-def on_load_checkpoint(model: LSTMClassifier, checkpoint: dict[str, Any]) -> None:
+def on_load_checkpoint(model: SequenceModel, checkpoint: dict[str, Any]) -> None:
     """Restore technique state from a Lightning checkpoint that is being read.
 
     Fires before the weights are restored. Read what :func:`on_save_checkpoint` stored; a missing

@@ -34,7 +34,7 @@ from lstm_plugins.plugins.locked_dropout import LockedDropout, locked_dropout
 from lstm_plugins.plugins.nonfinite_guard import NonFiniteGuard, NonFiniteStepError, gradients_are_finite
 from lstm_plugins.plugins.weight_decay import DecoupledWeightDecay, weight_decay_groups
 from lstm_plugins.plugins.weight_drop import WeightDrop, drop_connect
-from lstm_plugins.plugins.zoneout import Zoneout, zoneout_lstm
+from lstm_plugins.plugins.zoneout import Zoneout, ZoneoutRecurrence, zoneout_lstm
 
 __all__ = [
     "ActivationRegularization",
@@ -56,6 +56,7 @@ __all__ = [
     "NonFiniteStepError",
     "WeightDrop",
     "Zoneout",
+    "ZoneoutRecurrence",
     "activation_regularization",
     "adaptive_clip_gradients",
     "auto_clip_gradients",
