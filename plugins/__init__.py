@@ -19,15 +19,27 @@ from lstm_plugins.plugins.auto_clipping import (
 )
 from lstm_plugins.plugins.dropout import Dropout, add_dropout
 from lstm_plugins.plugins.embedding_dropout import EmbeddingDropout, embedding_dropout
-from lstm_plugins.plugins.exploding_gradients import ExplodingGradientDetector
-from lstm_plugins.plugins.gate_saturation import GateSaturation, gate_saturation
+from lstm_plugins.plugins.exploding_gradients import (
+    ExplodingGradientDetector,
+    GradientSpikeStatistics,
+    GradientSpikeWarning,
+    is_gradient_spike,
+)
+from lstm_plugins.plugins.gate_saturation import GateSaturation, gate_saturation, measure_gate_saturation
 from lstm_plugins.plugins.grad_norm import GradientNormMonitor, gradient_norms, total_gradient_norm
 from lstm_plugins.plugins.gradient_clipping import (
     GradientClipping,
     clip_gradients_by_norm,
     clip_gradients_by_value,
 )
-from lstm_plugins.plugins.gradient_reach import GradientReach, gradient_reach
+from lstm_plugins.plugins.gradient_reach import (
+    GradientReach,
+    InputGradientCapture,
+    gradient_reach,
+    mean_step_profile,
+    measure_gradient_reach,
+    step_gradient_norms,
+)
 from lstm_plugins.plugins.initialization import Initialization, initialize_lstm
 from lstm_plugins.plugins.l2 import L2Penalty, l2_penalty, select_parameters
 from lstm_plugins.plugins.locked_dropout import LockedDropout, locked_dropout
@@ -49,6 +61,9 @@ __all__ = [
     "GradientNormHistory",
     "GradientNormMonitor",
     "GradientReach",
+    "GradientSpikeStatistics",
+    "GradientSpikeWarning",
+    "InputGradientCapture",
     "Initialization",
     "L2Penalty",
     "LockedDropout",
@@ -71,10 +86,15 @@ __all__ = [
     "gradient_reach",
     "gradients_are_finite",
     "initialize_lstm",
+    "is_gradient_spike",
     "l2_penalty",
     "locked_dropout",
+    "mean_step_profile",
+    "measure_gate_saturation",
+    "measure_gradient_reach",
     "norm_percentile",
     "select_parameters",
+    "step_gradient_norms",
     "temporal_activation_regularization",
     "total_gradient_norm",
     "unitwise_norm",

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
-from lstm_plugins.plugins.grad_norm import gradient_norms
+from lstm_plugins.plugins.grad_norm import layer_of
 
 __all__ = [
     "ExplodingGradientDetector",
@@ -38,7 +38,9 @@ __all__ = [
     "is_gradient_spike",
 ]
 
-_TINY = 1e-30  # floor before the log: an all-zero gradient has a finite (very low) log norm
+# Floor of a norm before the log, so an all-zero gradient has a finite (very low) log norm; its
+# square (1e-30) is still a normal float32.
+_TINY = 1e-15
 
 
 class GradientSpikeWarning(UserWarning):
@@ -86,7 +88,9 @@ class GradientSpikeStatistics:
 
     The plain face of :class:`ExplodingGradientDetector`, for your own training loop: call
     :meth:`update` with :func:`lstm_plugins.plugins.gradient_norms` of every step (before
-    clipping) and :meth:`summary` now and then.
+    clipping), or :meth:`update_from_parameters` with the named parameters, and :meth:`summary`
+    now and then. Every update is a fixed handful of device operations and never reads a value
+    on the host.
 
     Args:
         threshold: standard deviations of the log norm above its running mean for a spike.
@@ -112,24 +116,26 @@ class GradientSpikeStatistics:
         self.warmup_steps = warmup_steps
         self.decay = decay
         self.observed_steps = 0
-        """Steps fed to :meth:`update` (a host-side count: no sync)."""
+        """Steps fed so far (a host-side count: no sync)."""
+        self.non_finite_is_spike = True
+        """Whether an infinite or NaN norm counts as a spike; set it to ``False`` under an AMP loss
+        scaler, whose overflow steps are expected (and skipped by the scaler)."""
         self.layer_names: list[str] = []
         self._tensors: dict[str, Tensor] = {}
+        self._layouts: dict[tuple[str, ...], tuple[list[str], Tensor]] = {}
 
     # --- state on the device ------------------------------------------------------------------
 
-    def _initialise(self, norms: Mapping[str, Tensor]) -> None:
-        self.layer_names = [name for name in norms if name != "total"]
-        device = norms["total"].device
+    def _initialise(self, layer_names: list[str], device: torch.device) -> None:
+        self.layer_names = list(layer_names)
         self._tensors = {
             "mean": torch.zeros((), device=device),
             "variance": torch.zeros((), device=device),
             "layer_mean": torch.zeros(len(self.layer_names), device=device),
             "spikes": torch.zeros((), dtype=torch.int64, device=device),
             "first_step": torch.full((), -1, dtype=torch.int64, device=device),
-            "first_layer": torch.full((), -1, dtype=torch.int64, device=device),
-            "first_ratio": torch.zeros((), device=device),
-            "first_layer_ratio": torch.zeros((), device=device),
+            # The first spike's layer index, total-norm ratio and layer-norm ratio (both logs).
+            "first": torch.zeros(3, device=device),
         }
 
     @property
@@ -141,57 +147,82 @@ class GradientSpikeStatistics:
         """Feed one step's gradient norms; returns whether it was a spike (a device bool tensor).
 
         ``norms`` maps ``"total"`` to the total norm and each layer name to that layer's norm, as
-        :func:`lstm_plugins.plugins.gradient_norms` returns them; layers missing at a step count
-        as a zero norm. Nothing is read on the host.
+        :func:`lstm_plugins.plugins.gradient_norms` returns them; the layers are those of the
+        first call, and a layer missing at a later step counts as a zero norm.
         """
+        total = norms["total"].detach().float()
         if not self._tensors:
-            self._initialise(norms)
-        elif self._tensors["mean"].device != norms["total"].device:
-            self.to(norms["total"].device)  # restored from a checkpoint onto another device
+            self._initialise([name for name in norms if name != "total"], total.device)
+        zero = total.new_zeros(())
+        layers = [norms.get(name, zero).detach().float() for name in self.layer_names]
+        log_layers = torch.stack(layers).clamp_min(_TINY).log() if layers else total.new_zeros(0)
+        return self._update(total.clamp_min(_TINY).log(), log_layers, step)
+
+    def update_from_parameters(self, named_parameters: Any, step: int) -> Tensor:
+        """:meth:`update` from ``model.named_parameters()``: one fused norm over the gradients
+        and one ``index_add`` per step (layers grouped as
+        :func:`lstm_plugins.plugins.grad_norm.layer_of` groups them). Returns the spike flag."""
+        named = [(name, p) for name, p in named_parameters if p.requires_grad]
+        present = [(name, p.grad) for name, p in named if p.grad is not None]
+        if not present:
+            return torch.zeros((), dtype=torch.bool)
+        device = present[0][1].device
+        if not self._tensors:
+            self._initialise(list(dict.fromkeys(layer_of(name) for name, _ in named)), device)
+        key = tuple(name for name, _ in present)
+        layout = self._layouts.get(key)
+        if layout is None or layout[1].device != device:
+            # Built once per set of parameters with gradients: a host-to-device copy, not a read.
+            known = {layer: index for index, layer in enumerate(self.layer_names)}
+            kept = [name for name in key if layer_of(name) in known]
+            index = torch.tensor([known[layer_of(name)] for name in kept], device=device)
+            layout = self._layouts[key] = (kept, index)
+        kept, index = layout
+        gradients = dict(present)
+        squares = torch.stack(torch._foreach_norm([gradients[name] for name in kept])).float().square()
+        layer_squares = squares.new_zeros(len(self.layer_names)).index_add_(0, index, squares)
+        log_layers = 0.5 * layer_squares.clamp_min(_TINY**2).log()
+        log_total = 0.5 * layer_squares.sum().clamp_min(_TINY**2).log()
+        return self._update(log_total, log_layers, step)
+
+    def _update(self, log_norm: Tensor, log_layers: Tensor, step: int) -> Tensor:
         state = self._tensors
-        total = norms["total"].detach().to(state["mean"].device, torch.float32)
-        zero = torch.zeros((), device=total.device)
-        layers = torch.stack([norms.get(name, zero).detach().to(total.device, torch.float32) for name in self.layer_names]) \
-            if self.layer_names else total.new_zeros(0)
-        log_norm = total.clamp_min(_TINY).log()
-        log_layers = layers.clamp_min(_TINY).log()
-
+        if state["mean"].device != log_norm.device:
+            self.to(log_norm.device)  # restored from a checkpoint onto another device
+        mean, variance, layer_mean = state["mean"], state["variance"], state["layer_mean"]
+        excess = log_norm - mean
+        layer_rise = log_layers - layer_mean
         warm = self.observed_steps >= self.warmup_steps
-        spike = is_gradient_spike(log_norm, state["mean"], state["variance"], self.threshold, self.min_ratio)
-        if not warm:
-            spike = torch.zeros_like(spike)
-        layer_rise = (log_layers - state["layer_mean"]).nan_to_num(nan=math.inf)
-
-        # The first spike's step, layer and ratios, recorded on the device.
-        first = spike & (state["first_step"] < 0)
-        state["first_step"].masked_fill_(first, step)
-        if self.layer_names:
-            top_rise, top_layer = layer_rise.max(0)
-            state["first_layer"].copy_(torch.where(first, top_layer, state["first_layer"]))
-            state["first_layer_ratio"].copy_(torch.where(first, top_rise.exp(), state["first_layer_ratio"]))
-        state["first_ratio"].copy_(torch.where(first, (log_norm - state["mean"]).exp(), state["first_ratio"]))
-        state["spikes"].add_(spike.to(torch.int64))
+        if warm:
+            bound = (variance.sqrt() * self.threshold).clamp_min(math.log(self.min_ratio))
+            if self.non_finite_is_spike:
+                spike = ~(excess <= bound)  # NaN and +inf norms included
+            else:
+                spike = (excess > bound) & torch.isfinite(excess)
+            # The first spike's step, layer and ratios, recorded on the device.
+            first = spike & (state["first_step"] < 0)
+            state["first_step"].masked_fill_(first, step)
+            if self.layer_names:
+                top_rise, top_layer = layer_rise.nan_to_num(nan=math.inf).max(0)
+                details = torch.stack((top_layer.to(excess.dtype), excess, top_rise))
+            else:
+                details = torch.stack((excess.new_full((), -1.0), excess, excess))
+            state["first"].copy_(torch.where(first, details, state["first"]))
+            state["spikes"].add_(spike)
+        else:
+            bound = None
+            spike = torch.zeros((), dtype=torch.bool, device=log_norm.device)
 
         # Exact running mean/variance at first, then an exponential moving average (West's
         # update). A spike (an infinite norm included) enters clamped to the spike bound, so the
-        # statistics still follow a lasting rise; a NaN norm does not enter at all.
+        # statistics still follow a lasting rise; a NaN norm does not enter.
         alpha = max(1.0 / (self.observed_steps + 1), 1.0 - self.decay)
-        if warm:
-            bound = torch.maximum(
-                self.threshold * state["variance"].sqrt(), torch.full_like(log_norm, math.log(self.min_ratio))
-            )
-        else:
-            bound = torch.full_like(log_norm, math.inf)
-        delta = torch.minimum(log_norm - state["mean"], bound)
-        finite = torch.isfinite(delta)
-        delta = torch.where(finite, delta, zero)
-        state["mean"].add_(alpha * delta)
-        state["variance"].copy_(
-            torch.where(finite, (1 - alpha) * (state["variance"] + alpha * delta.square()), state["variance"])
-        )
-        layer_delta = torch.minimum(log_layers - state["layer_mean"], bound)
-        layer_delta = torch.where(torch.isfinite(layer_delta), layer_delta, zero)
-        state["layer_mean"].add_(alpha * layer_delta)
+        delta = excess if bound is None else torch.minimum(excess, bound)
+        delta = delta.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+        mean.add_(delta, alpha=alpha)
+        variance.add_(delta.square(), alpha=alpha).mul_(1.0 - alpha)
+        layer_delta = layer_rise if bound is None else torch.minimum(layer_rise, bound)
+        layer_mean.add_(layer_delta.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0), alpha=alpha)
         self.observed_steps += 1
         return spike
 
@@ -200,20 +231,15 @@ class GradientSpikeStatistics:
         if not self._tensors:
             return SpikeSummary(0, None, None, None, None)
         state = self._tensors
-        spikes, first_step, first_layer, ratio, layer_ratio = torch.stack(
-            [
-                state["spikes"].double(),
-                state["first_step"].double(),
-                state["first_layer"].double(),
-                state["first_ratio"].double(),
-                state["first_layer_ratio"].double(),
-            ]
+        values = torch.cat(
+            (state["spikes"].double().reshape(1), state["first_step"].double().reshape(1), state["first"].double())
         ).tolist()
+        spikes, first_step, first_layer, log_ratio, log_layer_ratio = values
         if first_step < 0:
             return SpikeSummary(int(spikes), None, None, None, None)
         layer = self.layer_names[int(first_layer)] if first_layer >= 0 else None
         return SpikeSummary(
-            int(spikes), int(first_step), layer, float(ratio), float(layer_ratio) if layer is not None else None
+            int(spikes), int(first_step), layer, _exp(log_ratio), _exp(log_layer_ratio) if layer is not None else None,
         )
 
     # --- checkpoint ---------------------------------------------------------------------------
@@ -231,10 +257,12 @@ class GradientSpikeStatistics:
         self.observed_steps = int(state["observed_steps"])
         self.layer_names = list(state["layer_names"])
         self._tensors = {key: value.clone() for key, value in state["tensors"].items()}
+        self._layouts = {}
 
     def to(self, device: torch.device) -> GradientSpikeStatistics:
         """Move the statistics to ``device`` (in place); returns ``self``."""
         self._tensors = {key: value.to(device) for key, value in self._tensors.items()}
+        self._layouts = {}
         return self
 
 
@@ -246,7 +274,7 @@ class ExplodingGradientDetector(Technique):
     each layer's log norm (see :class:`GradientSpikeStatistics`). After ``warmup_steps`` a step
     whose norm lies more than ``threshold`` standard deviations (in log space) above the running
     mean, and is at least ``min_ratio`` times the running geometric mean, is a spike; so is a
-    non-finite norm. The spike flag is read on the host only every ``check_every_n_steps``
+    non-finite norm, except under an AMP loss scaler (whose overflow steps are routine). The spike flag is read on the host only every ``check_every_n_steps``
     optimizer steps and at the end of each training epoch; the first time a spike is found a
     :class:`GradientSpikeWarning` is issued (on rank 0) with the step, the ratio and the layer
     whose norm rose most relative to its own running mean. ``exploding_gradients/spikes`` (the
@@ -286,12 +314,16 @@ class ExplodingGradientDetector(Technique):
         """Whether the warning was issued (it is issued once)."""
 
     @hookimpl
+    def on_fit_setup(self, trainer: Any) -> None:
+        # Under an AMP loss scaler, overflowing (non-finite) steps are routine and skipped by the
+        # scaler: they are not spikes.
+        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+        self.statistics.non_finite_is_spike = scaler is None
+
+    @hookimpl
     def on_gradients_ready(self, model: Any) -> None:
-        norms = gradient_norms(model.named_parameters())
-        if not norms:
-            return
         step = model.trainer.global_step
-        self.statistics.update(norms, step)
+        self.statistics.update_from_parameters(model.named_parameters(), step)
         if step % self.check_every_n_steps == 0:
             model.log_dict(
                 {"exploding_gradients/spikes": self.statistics.spikes.float()}, on_step=True, on_epoch=False
@@ -329,15 +361,31 @@ class ExplodingGradientDetector(Technique):
         self.reported = bool(state.get("reported", False))
 
 
+def _exp(value: float) -> float:
+    return math.inf if value > 700 else math.exp(value)  # NaN stays NaN
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def spike_message(summary: SpikeSummary) -> str:
     """The warning's text for a summary that has a first spike."""
-    layer = (
-        f"; the largest rise was in `{summary.first_layer}` ({summary.first_layer_ratio:.3g}x its running mean)"
-        if summary.first_layer is not None
-        else ""
+    total = (
+        f"{summary.first_ratio:.3g}x its running geometric mean"
+        if _finite(summary.first_ratio)
+        else "not finite"
     )
+    layer = ""
+    if summary.first_layer is not None:
+        rise = (
+            f"{summary.first_layer_ratio:.3g}x its running mean"
+            if _finite(summary.first_layer_ratio)
+            else "not finite"
+        )
+        layer = f"; the largest rise was in `{summary.first_layer}` ({rise})"
     return (
-        f"Exploding gradients: at step {summary.first_step} the total gradient norm was "
-        f"{summary.first_ratio:.3g}x its running geometric mean{layer}. {summary.spikes} spike(s) "
+        f"Exploding gradients: at step {summary.first_step} the total gradient norm was {total}{layer}. "
+        f"{summary.spikes} spike(s) "
         "so far; later spikes are counted in `exploding_gradients/spikes` without further warnings."
     )

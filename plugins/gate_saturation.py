@@ -42,10 +42,9 @@ def _layer_gate_saturation(
     gates = torch.sigmoid(pre[..., : 2 * hidden_size])
     saturated = ((gates < margin) | (gates > 1.0 - margin)).to(layer_input.dtype)
     valid = valid.to(layer_input.dtype).unsqueeze(-1)
-    count = valid.sum() * hidden_size
-    fractions = (saturated * valid).sum(dim=(0, 1)) / count.clamp_min(1.0)  # (2 * hidden,)
-    input_gate = fractions[:hidden_size].mean()
-    forget_gate = fractions[hidden_size:].mean()
+    count = (valid.sum() * hidden_size).clamp_min(1.0)
+    input_gate = (saturated[..., :hidden_size] * valid).sum() / count
+    forget_gate = (saturated[..., hidden_size:] * valid).sum() / count
     return output, input_gate, forget_gate
 
 
@@ -84,10 +83,12 @@ def gate_saturation(
     """
     if not lstm.batch_first or getattr(lstm, "proj_size", 0):
         raise ValueError("Expected a `batch_first` torch.nn.LSTM without projections.")
+    if weights is None:
+        lstm._update_flat_weights()  # as nn.LSTM.forward does: picks up replaced parameters
     flat = list(lstm._flat_weights if weights is None else weights)
     directions = 2 if lstm.bidirectional else 1
     per_direction = len(flat) // (lstm.num_layers * directions)
-    batch, max_length = inputs.shape[:2]
+    max_length = inputs.size(1)
     with torch.no_grad():
         lengths = lengths.to(inputs.device)
         valid = valid_step_mask(lengths, max_length)
@@ -114,8 +115,8 @@ def gate_saturation(
 class GateSaturation(Technique):
     """Logs, every N steps, the fraction of saturated input- and forget-gate activations per layer.
 
-    After optimizer steps ``0, N, 2N, ...`` the batch's features go through ``model.input_layers``
-    in eval mode (no input dropout) and :func:`gate_saturation` recomputes every layer's gates
+    After optimizer steps ``0, N, 2N, ...`` the batch's features go through the embedding (token
+    models) and ``model.input_layers`` in eval mode (no input dropout) and :func:`gate_saturation` recomputes every layer's gates
     with the LSTM's current weights (weight transforms applied in eval mode, no inter-layer
     dropout), under ``torch.no_grad()``: the figures describe the network as it would run at
     evaluation, on a training batch. Logged as ``gate_saturation/layer{k}[_reverse]/input`` and
@@ -153,17 +154,22 @@ class GateSaturation(Technique):
 
 
 def measure_gate_saturation(model: Any, features: Tensor, lengths: Tensor, margin: float = 0.05) -> dict[str, Tensor]:
-    """:func:`gate_saturation` of a :class:`~lstm_plugins.LSTMClassifier` on a batch, as at evaluation.
+    """:func:`gate_saturation` of a model (:class:`~lstm_plugins.LSTMClassifier` or alike) on a
+    batch, as at evaluation.
 
-    The input and weight-transform layers run in eval mode (their training flags are restored).
+    The embedding (token models), input layers and weight transforms run in eval mode (their
+    training flags are restored afterwards). The gates are those of the plain LSTM recurrence,
+    also when a technique replaces it (``model.recurrence``, zoneout for example).
     """
-    modules = [*model.input_layers.modules(), *model.weight_transforms.modules()]
+    embedding = getattr(model, "embedding", None)
+    parts = [model.input_layers, model.weight_transforms] + ([embedding] if embedding is not None else [])
+    modules = [module for part in parts for module in part.modules()]
     modes = [module.training for module in modules]
     try:
         for module in modules:
             module.training = False
         with torch.no_grad():
-            inputs = model.input_layers(features)
+            inputs = model.input_layers(features if embedding is None else embedding(features))
             weights = model.lstm_weights()
         return gate_saturation(model.lstm, inputs, lengths, margin, weights)
     finally:

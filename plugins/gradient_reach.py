@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstm_plugins import Technique, gather_time, hookimpl, reverse_within_length_index, valid_step_mask
+from lstm_plugins import Technique, hookimpl, reverse_within_length_index, valid_step_mask
 from lstm_plugins import validation as check
 
 __all__ = [
@@ -111,11 +111,12 @@ def _track(tensor: Tensor, store: Any) -> Tensor:
 def measure_gradient_reach(
     model: nn.Module, features: Tensor, lengths: Tensor, targets: Tensor, fraction: float = 0.01
 ) -> GradientReachResult:
-    """The gradient reach of a :class:`~lstm_plugins.LSTMClassifier` on one batch.
+    """The gradient reach of a model (:class:`~lstm_plugins.LSTMClassifier` or alike) on one batch.
 
-    Takes the gradient of the cross-entropy loss with respect to the LSTM's input (the output of
-    ``model.input_layers``) with :func:`torch.autograd.grad`, so no parameter's ``.grad`` changes.
-    Runs in the model's current mode (``model.train()`` keeps dropout on).
+    Takes the gradient of the model's task loss (``model.task_loss``, else cross-entropy) with
+    respect to the LSTM's input (the output of ``model.input_layers``) with
+    :func:`torch.autograd.grad`, so no parameter's ``.grad`` changes. Runs in the model's current
+    mode (``model.train()`` keeps dropout on).
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
@@ -132,11 +133,12 @@ def measure_gradient_reach(
         captured.append(tracked)
         return tracked
 
+    task_loss = getattr(model, "task_loss", None) or F.cross_entropy
     handle = model.input_layers.register_forward_hook(keep_input)
     try:
         with torch.enable_grad():
-            logits = model(features, lengths)
-            loss = F.cross_entropy(logits, targets.to(logits.device))
+            predictions = model(features, lengths)
+            loss = task_loss(predictions, targets.to(predictions.device))
             (gradient,) = torch.autograd.grad(loss, captured[-1])
     finally:
         handle.remove()
@@ -201,7 +203,10 @@ class GradientReach(Technique):
 
     The reach is a ratio, so AMP's loss scale does not change it (the profile is in units of the
     scaled loss). With gradient accumulation the first micro-batch of a step is measured; under
-    DDP each process measures its own batch and rank 0's value is logged.
+    DDP each process measures its own batch and rank 0's value is logged. The reach speaks most
+    clearly for a unidirectional LSTM: a bidirectional one's backward direction reads step 0
+    last, so the gradient near the start of a sequence is large whatever the forward direction
+    keeps.
 
     Args:
         every_n_steps: measure on optimizer steps ``0, N, 2N, ...``.
