@@ -30,6 +30,33 @@ _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 CHECKPOINT_KEY = "lstm_plugins"
 
 
+def _unshare_tensors(value: Any, seen: set[int]) -> Any:
+    """``value`` with every shared-memory tensor in it (not parameters, not inside modules)
+    replaced by a private copy; containers and plain objects are updated in place."""
+    if isinstance(value, (nn.Module, nn.Parameter)):
+        return value
+    if isinstance(value, Tensor):
+        return value.clone() if value.is_shared() else value
+    if id(value) in seen:
+        return value
+    seen.add(id(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _unshare_tensors(item, seen)
+    elif isinstance(value, list):
+        value[:] = [_unshare_tensors(item, seen) for item in value]
+    elif isinstance(value, tuple):
+        items = [_unshare_tensors(item, seen) for item in value]
+        if any(a is not b for a, b in zip(items, value)):
+            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        for key, item in vars(value).items():
+            replaced = _unshare_tensors(item, seen)
+            if replaced is not item:
+                setattr(value, key, replaced)
+    return value
+
+
 class SequenceModel(pl.LightningModule):
     """What every task shares: optional embedding and input layers, a fused ``torch.nn.LSTM``,
     a summary of each sequence, a linear head, and the technique stack with its hooks.
@@ -163,6 +190,11 @@ class SequenceModel(pl.LightningModule):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        # Spawn-based strategies pickle the model with torch's shared-memory reducers: every
+        # tensor arrives in shared memory, and Lightning gives back private copies only of module
+        # parameters and buffers. A technique's own tensors (counters, histories, statistics)
+        # would otherwise be updated in place by every process at once.
+        _unshare_tensors(self.techniques, set())
         self._build_plugin_manager()
 
     # --- forward ------------------------------------------------------------------------------

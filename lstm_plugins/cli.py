@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         help="override one config value, for example --set model.hidden_size=128",
     )
     fit.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    fit.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also write a PNG of the training and validation curves, the gradient norm before and "
+        "after clipping, and the validation metrics (needs matplotlib: pip install 'lstm-plugins[plot]')",
+    )
     commands.add_parser("plugins", help="list installed techniques and the package of each")
     return parser
 
@@ -90,8 +96,9 @@ def resolve_run_config(arguments: argparse.Namespace) -> dict[str, Any]:
     return validate_config(merge(config, overrides)) if overrides else config
 
 
-def build_run(config: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """The data module, model and Trainer a validated config describes."""
+def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[Any, Any, Any]:
+    """The data module, model and Trainer a validated config describes; ``callbacks`` are added
+    to the Trainer."""
     import pytorch_lightning as pl
 
     from lstm_plugins._module import LSTMClassifier
@@ -114,6 +121,8 @@ def build_run(config: dict[str, Any]) -> tuple[Any, Any, Any]:
     trainer_options = {"deterministic": True, **config["trainer"]}
     if not datamodule.has_validation:
         trainer_options.setdefault("limit_val_batches", 0)
+    if callbacks:
+        trainer_options["callbacks"] = list(callbacks)
     trainer = pl.Trainer(**trainer_options)
     return datamodule, model, trainer
 
@@ -141,16 +150,39 @@ def _fit(arguments: argparse.Namespace) -> int:
     if arguments.print_config:
         print(yaml.safe_dump(config, sort_keys=False), end="")
         return 0
+    history = None
+    if arguments.plot:
+        from lstm_plugins._plotting import MetricHistory, require_matplotlib
+
+        require_matplotlib()  # fail before training, not after it
+        history = MetricHistory()
     started = time.perf_counter()
-    datamodule, model, trainer = build_run(config)
+    datamodule, model, trainer = build_run(config, callbacks=[history] if history is not None else ())
     trainer.fit(model, datamodule=datamodule)
-    if not datamodule.has_test:
-        return 0
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    if trainer.is_global_zero:
-        print(format_results(model.test_results, datamodule.class_names))
-        print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
+    if datamodule.has_test:
+        trainer.test(model, datamodule=datamodule, verbose=False)
+        if trainer.is_global_zero:
+            print(format_results(model.test_results, datamodule.class_names))
+            print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
+    if history is not None and trainer.is_global_zero:
+        from lstm_plugins._plotting import plot_run
+
+        path = plot_run(history, arguments.plot, title=_plot_title(config))
+        print(f"  plot written to {path}")
     return 0
+
+
+def _plot_title(config: dict[str, Any]) -> str:
+    names = []
+    for spec in config["techniques"]:
+        if isinstance(spec, str):
+            names.append(spec)
+        elif "name" in spec:
+            names.append(str(spec["name"]))
+        else:
+            names.extend(str(name) for name in spec)
+    stack = ", ".join(names) if names else "no techniques"
+    return f"seed {config['seed']}: {stack}"
 
 
 def _plugins() -> int:

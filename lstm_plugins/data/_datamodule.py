@@ -74,6 +74,66 @@ class EpochShuffleSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` that Lightning can checkpoint in the middle of an epoch.
+
+    It counts the batches its current iterator has handed out (``state_dict``); after
+    ``load_state_dict`` its next iterator skips that many batches at the index level (no sample is
+    loaded), so a run resumed from a mid-epoch checkpoint continues with the batch it would have
+    trained on next. Lightning saves and restores the state of every training loader that has
+    ``state_dict``/``load_state_dict``; the sampler's order depends only on ``(seed, epoch)``, so
+    skipping the consumed batches lands on the same samples as the uninterrupted run.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed_out = 0
+        self._skip_next = 0
+        self._skipping = 0
+
+    @property
+    def _index_sampler(self) -> Any:  # read by the iterator when it is created or reset
+        sampler = super()._index_sampler
+        return _SkipFirst(sampler, self._skipping) if self._skipping else sampler
+
+    def __iter__(self) -> Iterator[Any]:
+        skip, self._skip_next = self._skip_next, 0
+        self._skipping = skip
+        try:
+            iterator = super().__iter__()
+        finally:
+            self._skipping = 0
+        self._handed_out = skip
+        for batch in iterator:
+            self._handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches_handed_out": self._handed_out}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        handed_out = int(state_dict.get("batches_handed_out", 0))
+        # A checkpoint from the epoch's last batch resumes at the next epoch: skip nothing.
+        self._skip_next = handed_out if 0 < handed_out < len(self) else 0
+
+
+class _SkipFirst:
+    """An index sampler without its first ``count`` items; ``len`` stays the full length."""
+
+    def __init__(self, sampler: Any, count: int) -> None:
+        self.sampler = sampler
+        self.count = count
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = iter(self.sampler)
+        for _ in range(self.count):
+            next(iterator, None)
+        yield from iterator
+
+
 class SequenceDataModule(pl.LightningDataModule):
     """Data module for classifying variable-length multivariate sequences.
 
@@ -326,7 +386,7 @@ class SequenceDataModule(pl.LightningDataModule):
         return self._dataset("test")
 
     def _loader(self, dataset: PaddedSequenceDataset, *, shuffle: bool) -> DataLoader[Any]:
-        return DataLoader(
+        return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
