@@ -1,0 +1,307 @@
+"""The baselines: a hand-written PyTorch loop and a bare Lightning module.
+
+Both do exactly the maths of ``LSTMClassifier`` with the same techniques, written the way a
+careful user would write them by hand: ``torch.nn.LSTM`` on zero-padded input (the fused oneDNN
+kernel on CPU), each sequence read at its last valid step, the backward direction of a
+bidirectional layer run on each sequence reversed within its own length, dropout modules,
+an L2 term, ``clip_grad_norm_``, gradient norms on the logging interval, and fused Adam.
+Nothing here imports the library's model code, so the loss trajectories the benchmark compares
+are an independent check of the library's maths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A model and batch shape."""
+
+    name: str
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    num_classes: int
+    batch_size: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The techniques a run uses; both the library stack and the hand loop are built from it."""
+
+    clip: float | None = None
+    input_dropout: float = 0.0
+    between_dropout: float = 0.0
+    output_dropout: float = 0.0
+    l2: float | None = None
+    grad_norm_every: int | None = None
+    learning_rate: float = 3e-3
+
+    def plugins(self) -> list[Any]:
+        """The library's technique objects, in the default stack's order."""
+        from lstm_plugins.plugins import Dropout, GradientClipping, GradientNormMonitor, L2Penalty
+
+        stack: list[Any] = []
+        if self.clip is not None:
+            stack.append(GradientClipping(threshold=self.clip))
+        if self.input_dropout or self.between_dropout or self.output_dropout:
+            stack.append(
+                Dropout(input=self.input_dropout, between_layers=self.between_dropout, output=self.output_dropout)
+            )
+        if self.l2 is not None:
+            stack.append(L2Penalty(weight=self.l2))
+        if self.grad_norm_every is not None:
+            stack.append(GradientNormMonitor(every_n_steps=self.grad_norm_every))
+        return stack
+
+
+def library_model(shape: Shape, recipe: Recipe, extra_plugins: Sequence[Any] = ()) -> Any:
+    from lstm_plugins import LSTMClassifier
+
+    return LSTMClassifier(
+        input_size=shape.input_size,
+        num_classes=shape.num_classes,
+        hidden_size=shape.hidden_size,
+        num_layers=shape.num_layers,
+        bidirectional=shape.bidirectional,
+        optimizer="adam",
+        learning_rate=recipe.learning_rate,
+        plugins=[*recipe.plugins(), *extra_plugins],
+    )
+
+
+# --- the network, by hand -----------------------------------------------------------------------
+
+
+def reverse_within_lengths(lengths: Tensor, steps: int) -> Tensor:
+    """``(batch, time)`` index reversing each sequence within its length; padding stays put."""
+    positions = torch.arange(steps)
+    reversed_positions = lengths.unsqueeze(1) - 1 - positions
+    return torch.where(reversed_positions >= 0, reversed_positions, positions)
+
+
+def take_steps(values: Tensor, index: Tensor) -> Tensor:
+    return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
+
+
+class HandNet(nn.Module):
+    """Input dropout → LSTM on padded input → last valid step → output dropout → linear head."""
+
+    def __init__(self, shape: Shape, recipe: Recipe) -> None:
+        super().__init__()
+        self.bidirectional = shape.bidirectional
+        self.between_dropout = recipe.between_dropout
+        self.input_dropout = nn.Dropout(recipe.input_dropout) if recipe.input_dropout else nn.Identity()
+        self.output_dropout = nn.Dropout(recipe.output_dropout) if recipe.output_dropout else nn.Identity()
+        if shape.bidirectional:
+            # One single-layer LSTM per layer and direction: the backward one reads each sequence
+            # reversed within its own length, so padding never reaches a valid step.
+            sizes = [shape.input_size] + [2 * shape.hidden_size] * (shape.num_layers - 1)
+            self.forward_layers = nn.ModuleList(nn.LSTM(s, shape.hidden_size, batch_first=True) for s in sizes)
+            self.backward_layers = nn.ModuleList(nn.LSTM(s, shape.hidden_size, batch_first=True) for s in sizes)
+        else:
+            self.lstm = nn.LSTM(
+                shape.input_size, shape.hidden_size, shape.num_layers, batch_first=True,
+                dropout=recipe.between_dropout,
+            )
+        self.head = nn.Linear(shape.hidden_size * (2 if shape.bidirectional else 1), shape.num_classes)
+
+    def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
+        x = self.input_dropout(features)
+        rows = torch.arange(x.size(0))
+        if not self.bidirectional:
+            output, _ = self.lstm(x)
+            summary = output[rows, lengths - 1]
+        else:
+            index = reverse_within_lengths(lengths, x.size(1))
+            for layer, (forward_lstm, backward_lstm) in enumerate(zip(self.forward_layers, self.backward_layers)):
+                if layer > 0 and self.between_dropout and self.training:
+                    x = F.dropout(x, self.between_dropout, training=True)
+                forward_output, _ = forward_lstm(x)
+                backward_output, _ = backward_lstm(take_steps(x, index))
+                x = torch.cat((forward_output, take_steps(backward_output, index)), dim=-1)
+            hidden = x.size(-1) // 2
+            summary = torch.cat((x[rows, lengths - 1, :hidden], x[:, 0, hidden:]), dim=-1)
+        return self.head(self.output_dropout(summary))
+
+    def copy_from(self, library: nn.Module) -> HandNet:
+        """Take the library model's weights (same initialisation, for the equivalence check)."""
+        source = dict(library.named_parameters())
+        with torch.no_grad():
+            self.head.weight.copy_(source["head.weight"])
+            self.head.bias.copy_(source["head.bias"])
+            if not self.bidirectional:
+                for name, parameter in self.lstm.named_parameters():
+                    parameter.copy_(source[f"lstm.{name}"])
+            else:
+                for layer, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
+                    for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                        getattr(fwd, f"{kind}_l0").copy_(source[f"lstm.{kind}_l{layer}"])
+                        getattr(bwd, f"{kind}_l0").copy_(source[f"lstm.{kind}_l{layer}_reverse"])
+        return self
+
+    def layer_groups(self) -> dict[str, list[int]]:
+        """Parameter positions per layer and direction (for per-layer gradient norms)."""
+        groups: dict[str, list[int]] = {}
+        for position, (name, _) in enumerate(self.named_parameters()):
+            if name.startswith("lstm."):
+                suffix = name.rpartition("_l")[2]
+                key = f"lstm.layer{suffix}"
+            elif name.startswith(("forward_layers.", "backward_layers.")):
+                direction, layer = name.split(".")[:2]
+                key = f"lstm.layer{layer}{'_reverse' if direction == 'backward_layers' else ''}"
+            else:
+                key = name.rpartition(".")[0]
+            groups.setdefault(key, []).append(position)
+        return groups
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    """What a user would track: accuracy, macro recall and F1, per-class recall and F1."""
+    return MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(num_classes, average="micro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "recall_per_class": MulticlassRecall(num_classes, average=None),
+            "f1_per_class": MulticlassF1Score(num_classes, average=None),
+        }
+    )
+
+
+class HandLoop:
+    """The hand-written training loop: same techniques, same order as the library's phases.
+
+    Order per step: forward, task loss + L2 term, (log on the interval), zero grads, backward,
+    gradient norms on their interval, clip, fused Adam step. "Logging" keeps detached device
+    tensors in a list on the interval: no host synchronisation, as the library promises.
+    """
+
+    def __init__(self, net: HandNet, shape: Shape, recipe: Recipe, log_every: int = 10) -> None:
+        self.net = net
+        self.recipe = recipe
+        self.log_every = log_every
+        self.parameters = [p for p in net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=recipe.learning_rate, fused=True)
+        self.l2_parameters = [
+            p for name, p in net.named_parameters() if not name.rpartition(".")[2].startswith("bias")
+        ]
+        self.groups = net.layer_groups()
+        self.metrics = classification_metrics(shape.num_classes)
+        self.val_loss = MeanMetric()
+        self.step = 0
+        self.logged: list[dict[str, Tensor]] = []
+
+    def train_step(self, features: Tensor, lengths: Tensor, targets: Tensor) -> Tensor:
+        recipe = self.recipe
+        logits = self.net(features, lengths)
+        task_loss = F.cross_entropy(logits, targets)
+        loss = task_loss
+        l2 = None
+        if recipe.l2 is not None:
+            l2 = recipe.l2 * torch.stack([p.square().sum() for p in self.l2_parameters]).sum()
+            loss = loss + l2
+        log_now = self.step % self.log_every == 0
+        if log_now:
+            entry = {"loss": loss.detach(), "task_loss": task_loss.detach()}
+            if l2 is not None:
+                entry["l2"] = l2.detach()
+            self.logged.append(entry)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.grad_norm_every is not None and self.step % recipe.grad_norm_every == 0:
+            norms = torch._foreach_norm([p.grad for p in self.parameters], 2.0)
+            entry = {"total": torch.linalg.vector_norm(torch.stack(norms))}
+            for key, positions in self.groups.items():
+                entry[key] = torch.linalg.vector_norm(torch.stack([norms[i] for i in positions]))
+            self.logged.append(entry)
+        if recipe.clip is not None:
+            pre_clip = torch.nn.utils.clip_grad_norm_(self.parameters, recipe.clip)
+            if log_now:
+                self.logged.append({"pre_clip_norm": pre_clip})
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach()
+
+    def train_epoch(self, batches: Iterable[Any]) -> None:
+        self.net.train()
+        for batch in batches:
+            self.train_step(batch.features, batch.lengths, batch.targets)
+
+    def validate(self, batches: Iterable[Any]) -> dict[str, Tensor]:
+        self.net.eval()
+        with torch.inference_mode():
+            for batch in batches:
+                logits = self.net(batch.features, batch.lengths)
+                self.val_loss.update(F.cross_entropy(logits, batch.targets), weight=batch.targets.size(0))
+                self.metrics.update(logits, batch.targets)
+            results = self.metrics.compute()
+            results["loss"] = self.val_loss.compute()
+        self.metrics.reset()
+        self.val_loss.reset()
+        self.net.train()
+        return results
+
+
+class BareLightning(pl.LightningModule):
+    """Minimal Lightning module: the same network, loss and fused Adam; no plugins, no metrics,
+    no logging. What "Lightning alone" costs."""
+
+    def __init__(self, net: HandNet, learning_rate: float) -> None:
+        super().__init__()
+        self.net = net
+        self.learning_rate = learning_rate
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return F.cross_entropy(self.net(batch.features, batch.lengths), batch.targets)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.learning_rate, fused=True)
+
+
+def quiet_trainer(**options: Any) -> pl.Trainer:
+    """The Trainer of the step-level sections: no logger output, checkpoint or progress bar."""
+    settings: dict[str, Any] = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        log_every_n_steps=10,
+    )
+    settings.update(options)
+    return pl.Trainer(**settings)
+
+
+def synthetic_batches(shape: Shape, count: int, seed: int, variable_length: bool = False) -> list[Any]:
+    """Pre-built, zero-padded batches (made once, reused by every variant)."""
+    from lstm_plugins.data import SequenceBatch
+
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(count):
+        features = torch.randn(shape.batch_size, shape.length, shape.input_size, generator=generator)
+        if variable_length:
+            lengths = torch.randint(1, shape.length + 1, (shape.batch_size,), generator=generator)
+            lengths[0] = shape.length
+            features = features * (torch.arange(shape.length) < lengths.unsqueeze(1)).unsqueeze(-1)
+        else:
+            lengths = torch.full((shape.batch_size,), shape.length, dtype=torch.int64)
+        targets = torch.randint(0, shape.num_classes, (shape.batch_size,), generator=generator)
+        batches.append(SequenceBatch(features, lengths, targets))
+    return batches

@@ -1,0 +1,41 @@
+"""The benchmark suite runs (a smoke test, not a timing assertion)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(*arguments, timeout=120):
+    environment = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / arguments[0]), *arguments[1:]],
+        capture_output=True, text=True, timeout=timeout, env=environment, cwd=BENCHMARKS.parent,
+    )
+
+
+def test_the_cheapest_section_runs_and_prints_its_table():
+    result = _run("run.py", "--quick", "--only", "kernel")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "torch.set_num_threads(1)" in out and torch.__version__ in out  # the header
+    assert "5. Fused-kernel check" in out
+    assert "gradient_clipping + dropout + l2 + grad_norm" in out
+    assert "FAIL" not in out and "every row fused" in out
+
+
+def test_an_unknown_section_is_refused_by_name():
+    result = _run("run.py", "--only", "nope")
+    assert result.returncode == 2 and "nope" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without CUDA")
+def test_the_gpu_script_says_politely_that_it_needs_cuda():
+    result = _run("gpu.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no CUDA device is available" in result.stdout
