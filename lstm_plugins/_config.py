@@ -26,6 +26,9 @@ import yaml
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
+    # One intra-op thread: at these sizes a second oneDNN thread gains nothing on an idle
+    # 2-core machine and, when anything else runs, makes each step many times slower.
+    "threads": 1,
     "model": {
         "hidden_size": 128,
         "num_layers": 1,
@@ -44,7 +47,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 """The default stack that ``lstm-plugins fit`` trains on JapaneseVowels."""
 
-_SECTIONS = {"seed", "model", "techniques", "data", "trainer"}
+_SECTIONS = {"seed", "threads", "model", "techniques", "data", "trainer"}
 _MODEL_KEYS = {"hidden_size", "num_layers", "bidirectional", "optimizer", "learning_rate"}
 _DATA_KEYS = {
     "dataset", "train", "test", "batch_size", "val_fraction", "standardize", "seed", "num_workers",
@@ -104,6 +107,9 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
     seed = config.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"Expected `seed` to be an int, but got {seed!r}.")
+    threads = config.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"Expected `threads` to be a positive int or null, but got {threads!r}.")
     model = _check_keys("model", config.get("model"), _MODEL_KEYS)
     data = _check_keys("data", config.get("data"), _DATA_KEYS)
     trainer = _check_keys("trainer", config.get("trainer"), _TRAINER_KEYS)
@@ -135,7 +141,7 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
             data[key] = str(path if path.is_absolute() else base / path)
     if dataset is not None:
         data["dataset"] = dataset
-    return {"seed": seed, "model": model, "techniques": list(techniques), "data": data, "trainer": trainer}
+    return {"seed": seed, "threads": threads, "model": model, "techniques": list(techniques), "data": data, "trainer": trainer}
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:

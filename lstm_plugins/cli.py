@@ -100,11 +100,14 @@ def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[An
     """The data module, model and Trainer a validated config describes; ``callbacks`` are added
     to the Trainer."""
     import pytorch_lightning as pl
+    import torch
 
     from lstm_plugins._module import LSTMClassifier
     from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
 
     pl.seed_everything(config["seed"], workers=True, verbose=False)
+    if config.get("threads") is not None:
+        torch.set_num_threads(config["threads"])
     data = dict(config["data"])
     data.setdefault("seed", config["seed"])
     dataset = data.pop("dataset", None)
