@@ -16,6 +16,7 @@ from lstm_plugins._forward import (
 from lstm_plugins._layers import TokenEmbedding
 from lstm_plugins._manager import TechniqueValidationError, build_plugin_manager
 from lstm_plugins._markers import PROJECT_NAME, hookimpl, hookspec
+from lstm_plugins._plotting import MetricHistory, plot_run
 from lstm_plugins._module import LSTMClassifier, LSTMRegressor, SequenceModel
 from lstm_plugins._registry import (
     BLOCK_ENVIRONMENT_VARIABLE,
@@ -38,6 +39,7 @@ __all__ = [
     "ForwardOutput",
     "LSTMClassifier",
     "LSTMRegressor",
+    "MetricHistory",
     "SequenceModel",
     "Technique",
     "TechniqueInfo",
@@ -51,6 +53,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_technique",
+    "plot_run",
     "resolve_technique",
     "reverse_within_length_index",
     "run_lstm",

@@ -106,7 +106,7 @@ def test_third_party_package_is_installed_and_used_by_name_from_yaml(tmp_path):
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "tests" / "third_party_technique")],
+         "--target", str(target), str(ROOT / "examples" / "gradient_noise_package")],
         check=True, capture_output=True, timeout=300,
     )
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
