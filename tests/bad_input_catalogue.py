@@ -147,7 +147,7 @@ CATALOGUE: list[Row] = [
     Row("config", "`trainer: {epochs: 3}` (unknown key)", lambda: validate_config({"trainer": {"epochs": 3}}), ConfigError,
         "Unknown key(s) 'epochs' in `trainer`. Allowed keys: accelerator, "),
     Row("config", "`modle: {}` (unknown section)", lambda: validate_config({"modle": {}}), ConfigError,
-        "Unknown key(s) 'modle' in `config`. Allowed keys: data, model, seed, techniques, trainer."),
+        "Unknown key(s) 'modle' in `config`. Allowed keys: data, model, seed, techniques, threads, trainer."),
     Row("config", "`seed: zero` (wrong type)", lambda: validate_config({"seed": "zero"}), ConfigError,
         "Expected `seed` to be an int, but got 'zero'."),
     Row("config", "`techniques: {l2: {}}` (a mapping, not a list)", lambda: validate_config({"techniques": {"l2": {}}}),
