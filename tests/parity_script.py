@@ -52,19 +52,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import SequenceDataModule, collate_sequence_batch
 from lstm_plugins.plugins import (
-    ActivationRegularization,
     AdaptiveGradientClipping,
     AutoClipping,
-    DecoupledWeightDecay,
-    ExplodingGradientDetector,
-    GateSaturation,
     GradientClipping,
-    GradientNormMonitor,
-    GradientReach,
-    Initialization,
-    L2Penalty,
-    NonFiniteGuard,
 )
+from stacks import full_stack
 
 BATCH = 8  # per process; the single process uses 2 * BATCH
 TRAIN_SIZE = 64  # a multiple of 2 * BATCH: 4 optimizer steps per epoch
@@ -84,18 +76,7 @@ CLIPPERS = {
 
 def stack(name: str) -> list[Any]:
     """Every deterministic built-in technique, with the clipper ``name`` (``norm``, ``auto``, ``agc``)."""
-    return [
-        Initialization(),
-        L2Penalty(1e-3, parameters=["head.*"]),
-        DecoupledWeightDecay(0.01, exclude=["head.*"]),
-        ActivationRegularization(alpha=0.5, beta=0.5),
-        GradientNormMonitor(every_n_steps=1),
-        ExplodingGradientDetector(warmup_steps=3, check_every_n_steps=2),
-        GradientReach(every_n_steps=2),
-        GateSaturation(every_n_steps=2),
-        NonFiniteGuard(),
-        CLIPPERS[name](),
-    ]
+    return full_stack(CLIPPERS[name](), dropout=False, every_n_steps=1)
 
 
 def make_model(stack_name: str) -> LSTMClassifier:

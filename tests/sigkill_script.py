@@ -27,21 +27,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import SequenceDataModule
-from lstm_plugins.plugins import (
-    ActivationRegularization,
-    AutoClipping,
-    DecoupledWeightDecay,
-    Dropout,
-    ExplodingGradientDetector,
-    GateSaturation,
-    GradientNormMonitor,
-    GradientReach,
-    Initialization,
-    L2Penalty,
-    LockedDropout,
-    NonFiniteGuard,
-    WeightDrop,
-)
+from stacks import full_stack
 
 BATCH = 8
 TRAIN_SIZE = 64  # 8 optimizer steps per epoch
@@ -51,23 +37,6 @@ CHECKPOINT_EVERY = 4  # steps 4 (mid-epoch 0), 8 (end of epoch 0), 12 (mid-epoch
 SEED = 0
 
 
-def full_stack() -> list[Any]:
-    """Every built-in technique for feature inputs, dropout-like ones included."""
-    return [
-        Initialization(),
-        Dropout(input=0.1, between_layers=0.1, output=0.2),
-        LockedDropout(input=0.1, output=0.2),
-        WeightDrop(0.2),
-        L2Penalty(1e-4, parameters=["head.*"]),
-        DecoupledWeightDecay(0.01, exclude=["head.*"]),
-        ActivationRegularization(alpha=0.5, beta=0.5),
-        GradientNormMonitor(every_n_steps=2),
-        ExplodingGradientDetector(warmup_steps=3, check_every_n_steps=2),
-        GradientReach(every_n_steps=2),
-        GateSaturation(every_n_steps=2),
-        NonFiniteGuard(),
-        AutoClipping(percentile=50, history_size=16),
-    ]
 
 
 def build(checkpoint_dir: Path | None, callbacks: list[Callback] = ()) -> tuple[Any, Any, pl.Trainer]:

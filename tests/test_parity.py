@@ -25,24 +25,14 @@ import lstm_plugins.plugins
 from lstm_plugins import LSTMClassifier, Technique
 from lstm_plugins.data import SequenceBatch, collate_sequence_batch
 from lstm_plugins.plugins import (
-    ActivationRegularization,
     AdaptiveGradientClipping,
     AutoClipping,
-    DecoupledWeightDecay,
-    Dropout,
     EmbeddingDropout,
-    ExplodingGradientDetector,
-    GateSaturation,
     GradientClipping,
-    GradientNormMonitor,
-    GradientReach,
-    Initialization,
     L2Penalty,
-    LockedDropout,
-    NonFiniteGuard,
-    WeightDrop,
     Zoneout,
 )
+from stacks import full_stack
 
 pytestmark = pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
 
@@ -198,22 +188,7 @@ def test_evaluation_metrics_equal_one_process(results, strategy, stack):
 
 
 def _feature_stack(clipper):
-    """Every built-in technique that works on feature inputs, around ``clipper``."""
-    return [
-        Initialization(),
-        Dropout(input=0.1, between_layers=0.1, output=0.2),
-        LockedDropout(input=0.1, output=0.2),
-        WeightDrop(0.2),
-        L2Penalty(1e-4, parameters=["head.*"]),
-        DecoupledWeightDecay(0.01, exclude=["head.*"]),
-        ActivationRegularization(alpha=0.5, beta=0.5),
-        GradientNormMonitor(every_n_steps=1),
-        ExplodingGradientDetector(warmup_steps=1, check_every_n_steps=1),
-        GradientReach(every_n_steps=1),
-        GateSaturation(every_n_steps=1),
-        NonFiniteGuard(),
-        clipper,
-    ]
+    return full_stack(clipper, every_n_steps=1)
 
 
 CLIPPER_FACTORIES = {

@@ -14,42 +14,16 @@ import lstm_plugins
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import JapaneseVowelsDataModule
 from lstm_plugins.plugins import (
-    ActivationRegularization,
     AutoClipping,
-    DecoupledWeightDecay,
-    Dropout,
-    ExplodingGradientDetector,
-    GateSaturation,
     GradientClipping,
     GradientNormMonitor,
-    GradientReach,
-    Initialization,
-    L2Penalty,
-    LockedDropout,
     NonFiniteGuard,
-    WeightDrop,
 )
+from stacks import full_stack
 
 PACKAGE_DIRS = (str(Path(lstm_plugins.__file__).parent), str(Path(lstm_plugins.plugins.__file__).parent))
 
 
-def full_stack(clipper=None):
-    """Every built-in technique but zoneout (off the fused kernel) and embedding dropout (tokens)."""
-    return [
-        Initialization(),
-        Dropout(input=0.1, between_layers=0.1, output=0.2),
-        LockedDropout(input=0.1, output=0.2),
-        WeightDrop(0.2),
-        L2Penalty(1e-4, parameters=["head.*"]),
-        DecoupledWeightDecay(0.01, exclude=["head.*"]),
-        ActivationRegularization(alpha=0.5, beta=0.5),
-        GradientNormMonitor(every_n_steps=2),
-        ExplodingGradientDetector(warmup_steps=3, check_every_n_steps=2),
-        GradientReach(every_n_steps=2),
-        GateSaturation(every_n_steps=2),
-        NonFiniteGuard(),
-        clipper or AutoClipping(percentile=50, history_size=16),
-    ]
 
 
 def full_model(**options):
