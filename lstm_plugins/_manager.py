@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,7 +36,7 @@ def _check_exclusive(techniques: Sequence[object]) -> None:
         holders[slot] = technique
 
 
-def build_plugin_manager(techniques: Sequence[object]) -> pluggy.PluginManager:
+def build_plugin_manager(techniques: Sequence[object]) -> TechniqueManager:
     """A fresh plugin manager holding ``techniques``, called in the order given.
 
     pluggy calls implementations last-registered-first, so techniques are registered in reverse:
@@ -49,7 +48,7 @@ def build_plugin_manager(techniques: Sequence[object]) -> pluggy.PluginManager:
         ValueError: two techniques claim the same exclusive slot (two clippers).
     """
     _check_exclusive(techniques)
-    manager = pluggy.PluginManager(PROJECT_NAME)
+    manager = TechniqueManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     seen: set[str] = set()
     for technique in techniques:
@@ -69,36 +68,124 @@ def build_plugin_manager(techniques: Sequence[object]) -> pluggy.PluginManager:
             raise TechniqueValidationError(
                 f"Technique `{name}` does not match the hook API: {exc}"
             ) from exc
-    for caller in manager.hook.__dict__.values():
-        if isinstance(caller, pluggy.HookCaller):
-            for implementation in caller.get_hookimpls():
-                implementation.function = _naming_errors(  # type: ignore[misc]
-                    implementation.function, implementation.plugin_name, caller.name
-                )
+    manager.hook_calls.refresh()
     return manager
 
 
-def _naming_errors(function: Callable[..., Any], technique: str, hook: str) -> Callable[..., Any]:
-    """Wrap a hook implementation so an exception it raises names the technique and the hook.
+class TechniqueManager(pluggy.PluginManager):
+    """pluggy's plugin manager, plus :attr:`hook_calls`: the hooks as the model calls them.
 
-    The exception keeps its type and message (callers may catch it); a note is added. Costs one
-    extra call frame per hook call and nothing when no exception is raised.
+    Registering, unregistering or adding call monitoring (``enable_tracing``) refreshes
+    :attr:`hook_calls`, so the manager stays a normal pluggy manager.
     """
 
-    @functools.wraps(function)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self._monitored = False
+        self.hook_calls = HookCalls(self)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        self.hook_calls.refresh()
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        removed = super().unregister(plugin, name)
+        self.hook_calls.refresh()
+        return removed
+
+    def add_hookcall_monitoring(self, before: Any, after: Any) -> Callable[[], None]:
+        undo = super().add_hookcall_monitoring(before, after)
+        self._monitored = True  # monitors see calls only through pluggy's own dispatch
+        self.hook_calls.refresh()
+        return undo
+
+
+class HookCalls:
+    """One callable per hook, with pluggy's semantics for the model's (non-firstresult) hooks:
+    ``hook_calls.loss_terms(model=..., ...)`` calls every implementation in pluggy's order and
+    returns the non-``None`` results in a list.
+
+    Plain implementations are called directly, each with the arguments it asks for: at 10
+    plugins that is about 3x cheaper than pluggy's general dispatch, and a hook without
+    implementations costs one function call. An exception keeps its type and gains a note
+    naming the technique and the hook. Hooks with wrapper implementations (``wrapper=True``,
+    ``hookwrapper=True``) or under call monitoring go through pluggy.
+    """
+
+    def __init__(self, manager: TechniqueManager) -> None:
+        self._manager = manager
+
+    def refresh(self) -> None:
+        """Rebuild every hook's call from the manager's current registrations."""
+        for name in hookspecs.__all__:
+            setattr(self, name, self._call_for(name))
+
+    def _call_for(self, hook: str) -> Callable[..., list[Any]]:
+        caller: pluggy.HookCaller = getattr(self._manager.hook, hook)
+        implementations = caller.get_hookimpls()
+        if self._manager._monitored or any(
+            impl.hookwrapper or getattr(impl, "wrapper", False) for impl in implementations
+        ):
+            return _through_pluggy(caller, hook, {id(impl.plugin): impl.plugin_name for impl in implementations})
+        if not implementations:
+            return _no_implementations
+        # pluggy calls the last of get_hookimpls() first (tryfirst ones are at the end).
+        calls = tuple(
+            (impl.function, tuple(impl.argnames), impl.plugin_name) for impl in reversed(implementations)
+        )
+
+        def call(**kwargs: Any) -> list[Any]:
+            results = []
+            technique = ""
+            argument = kwargs.__getitem__
+            try:
+                for function, argnames, technique in calls:
+                    result = function(*map(argument, argnames))
+                    if result is not None:
+                        results.append(result)
+            except Exception as exc:
+                _name_technique(exc, technique, hook)
+                raise
+            return results
+
+        call.__name__ = call.__qualname__ = hook
+        return call
+
+
+def _no_implementations(**kwargs: Any) -> list[Any]:
+    return []
+
+
+def _through_pluggy(caller: pluggy.HookCaller, hook: str, names: dict[int, str]) -> Callable[..., Any]:
+    def call(**kwargs: Any) -> Any:
         try:
-            return function(*args, **kwargs)
+            return caller(**kwargs)
         except Exception as exc:
-            note = f"(raised by technique `{technique}` in hook `{hook}`)"
-            if hasattr(exc, "add_note"):
-                if note not in getattr(exc, "__notes__", ()):
-                    exc.add_note(note)
-            elif exc.args and isinstance(exc.args[0], str) and note not in exc.args[0]:
-                exc.args = (f"{exc.args[0]} {note}", *exc.args[1:])
+            # The innermost frame whose ``self`` is a registered technique raised it (or called it).
+            technique = ""
+            traceback = exc.__traceback__
+            while traceback is not None:
+                plugin = traceback.tb_frame.f_locals.get("self")
+                if plugin is not None and id(plugin) in names:
+                    technique = names[id(plugin)]
+                traceback = traceback.tb_next
+            if technique:
+                _name_technique(exc, technique, hook)
             raise
 
+    call.__name__ = call.__qualname__ = hook
     return call
+
+
+def _name_technique(exc: BaseException, technique: str, hook: str) -> None:
+    """Add "(raised by technique `x` in hook `y`)" to an exception, keeping its type and message."""
+    note = f"(raised by technique `{technique}` in hook `{hook}`)"
+    if hasattr(exc, "add_note"):
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
+    elif exc.args and isinstance(exc.args[0], str) and note not in exc.args[0]:  # Python 3.10
+        exc.args = (f"{exc.args[0]} {note}", *exc.args[1:])
 
 
 def _check_hook_implementations(manager: pluggy.PluginManager, technique: object) -> None:

@@ -94,13 +94,13 @@ class ClippingTechnique(Technique):
         return model.trainer.global_step % self._interval == 0
 
     def _log_clipping(self, model: Any, pre_clip_norm: Tensor, **extra: Tensor) -> None:
-        """Log the pre-clip norm, the clipped fraction so far and ``extra`` in one call."""
+        """Log the pre-clip norm, the clipped fraction so far and ``extra`` (queued: no host copy)."""
         values = {
             f"{self.name}/pre_clip_norm": pre_clip_norm,
             f"{self.name}/clipped_fraction": self.clipped_fraction,
         }
         values.update({f"{self.name}/{key}": value for key, value in extra.items()})
-        model.log_dict(values, on_step=True, on_epoch=False)
+        model.log_step_values(values)
 
     @property
     def clipped_steps(self) -> Tensor:

@@ -325,9 +325,7 @@ class ExplodingGradientDetector(Technique):
         step = model.trainer.global_step
         self.statistics.update_from_parameters(model.named_parameters(), step)
         if step % self.check_every_n_steps == 0:
-            model.log_dict(
-                {"exploding_gradients/spikes": self.statistics.spikes.float()}, on_step=True, on_epoch=False
-            )
+            model.log_step_values({"exploding_gradients/spikes": self.statistics.spikes})
             self._report()
 
     @hookimpl

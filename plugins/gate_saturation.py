@@ -148,9 +148,7 @@ class GateSaturation(Technique):
             return  # not due, or due but measured already (gradient accumulation)
         self._measured_after = done
         fractions = measure_gate_saturation(model, batch.features, batch.lengths, self.margin)
-        model.log_dict(
-            {f"gate_saturation/{key}": value for key, value in fractions.items()}, on_step=True, on_epoch=False
-        )
+        model.log_step_values({f"gate_saturation/{key}": value for key, value in fractions.items()})
 
 
 def measure_gate_saturation(model: Any, features: Tensor, lengths: Tensor, margin: float = 0.05) -> dict[str, Tensor]:

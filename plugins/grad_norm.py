@@ -116,4 +116,4 @@ class GradientNormMonitor(Technique):
             return
         norms = gradient_norms(model.named_parameters(), self.norm_type, self.per_layer)
         if norms:
-            model.log_dict({f"grad_norm/{key}": value for key, value in norms.items()}, on_step=True, on_epoch=False)
+            model.log_step_values({f"grad_norm/{key}": value for key, value in norms.items()})

@@ -270,7 +270,7 @@ class GradientReach(Technique):
         if gradient is not None and lengths is not None:
             profile = mean_step_profile(step_gradient_norms(gradient, lengths), lengths)
             reach = gradient_reach(profile, lengths, self.fraction)
-            model.log_dict({"gradient_reach/steps": reach.float()}, on_step=True, on_epoch=False)
+            model.log_step_values({"gradient_reach/steps": reach})
             self.last_profile = profile.cpu()  # the only host copies, on capture steps
             self.last_reach = int(reach)
             self.last_step = step

@@ -124,7 +124,7 @@ class NonFiniteGuard(Technique):
                     parameter.grad = None  # the optimizer skips parameters without gradients
 
         if step % self._interval == 0:
-            model.log("nonfinite_guard/skipped_steps", counters[0].float(), on_step=True, on_epoch=False)
+            model.log_step_values({"nonfinite_guard/skipped_steps": counters[0]})
         if not check_run:
             return
         run = int(counters[2])

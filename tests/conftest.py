@@ -42,3 +42,39 @@ def quiet_trainer(**options):
     )
     defaults.update(options)
     return pl.Trainer(**defaults)
+
+
+class RecordingLogger:
+    """A Lightning logger keeping every ``log_metrics`` call: ``rows`` is a list of (step, metrics)."""
+
+    def __new__(cls):
+        from pytorch_lightning.loggers import Logger
+
+        class _Recording(Logger):
+            def __init__(self):
+                super().__init__()
+                self.rows = []
+
+            @property
+            def name(self):
+                return "recording"
+
+            @property
+            def version(self):
+                return 0
+
+            def log_metrics(self, metrics, step=None):
+                self.rows.append((step, dict(metrics)))
+
+            def log_hyperparams(self, params, *args, **kwargs):
+                pass
+
+            def steps_with(self, prefix):
+                """The steps at which a metric starting with ``prefix`` was logged."""
+                return [step for step, metrics in self.rows if any(k.startswith(prefix) for k in metrics)]
+
+            def values(self, name):
+                """``[(step, value)]`` of one metric."""
+                return [(step, metrics[name]) for step, metrics in self.rows if name in metrics]
+
+        return _Recording()

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import quiet_trainer
+from conftest import RecordingLogger, quiet_trainer
 
 from lstm_plugins import LSTMClassifier, hookimpl
 from lstm_plugins.data import JapaneseVowelsDataModule
@@ -332,17 +332,9 @@ def test_gradient_clipping_clipped_fraction_equals_the_count(mode, tmp_path):
 def test_clipping_is_logged_only_on_the_interval():
     clipper = AutoClipping(log_every_n_steps=3)
     model = LSTMClassifier(12, 9, hidden_size=16, plugins=[clipper])
-    logged_steps = []
-    original = model.log_dict
-
-    def spy(values, **kwargs):
-        if any(key.startswith("auto_clipping/") for key in values):
-            logged_steps.append(model.trainer.global_step)
-        return original(values, **kwargs)
-
-    model.log_dict = spy
-    quiet_trainer(max_steps=7, limit_val_batches=0).fit(model, datamodule=_data())
-    assert logged_steps == [0, 3, 6]
+    logger = RecordingLogger()
+    quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5).fit(model, datamodule=_data())
+    assert logger.steps_with("auto_clipping/") == [0, 3, 6]
     assert clipper.steps == 7  # counted every step
 
 

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_batch, quiet_trainer
+from conftest import RecordingLogger, make_batch, quiet_trainer
 from torch.profiler import ProfilerActivity, profile
 
 from lstm_plugins import LSTMClassifier, hookimpl
@@ -352,17 +352,10 @@ def test_plugin_logs_the_reach_of_its_interval_steps():
     torch.manual_seed(0)
     recorder, reach = _Recorder(), GradientReach(every_n_steps=3, fraction=0.05)
     model = LSTMClassifier(12, 9, plugins=[recorder, reach])
-    logged = []
-    original = model.log_dict
-
-    def spy(values, **kwargs):
-        if "gradient_reach/steps" in values:
-            logged.append((model.trainer.global_step, values["gradient_reach/steps"].item()))
-        return original(values, **kwargs)
-
-    model.log_dict = spy
-    trainer = quiet_trainer(max_steps=7, limit_val_batches=0)
+    logger = RecordingLogger()
+    trainer = quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
+    logged = logger.values("gradient_reach/steps")
     assert [step for step, _ in logged] == [0, 3, 6]
     expected = recorder.measured[6]
     assert logged[-1][1] == reach.last_reach == int(expected.reach)
@@ -468,19 +461,11 @@ def test_gate_saturation_plugin_logs_every_layer_on_its_interval():
     model = LSTMClassifier(
         12, 9, num_layers=2, bidirectional=True, plugins=[Dropout(input=0.5), GateSaturation(every_n_steps=3, margin=0.2)]
     )
-    logged_steps = []
-    original = model.log_dict
-
-    def spy(values, **kwargs):
-        if any(key.startswith("gate_saturation/") for key in values):
-            logged_steps.append(model.trainer.global_step - 1)
-            keys = set(values)
-        return original(values, **kwargs)
-
-    model.log_dict = spy
-    trainer = quiet_trainer(max_steps=7, limit_val_batches=0)
+    logger = RecordingLogger()
+    trainer = quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
-    assert logged_steps == [0, 3, 6]
+    # Measured after the optimizer step of steps 0, 3, 6, and logged at those steps.
+    assert logger.steps_with("gate_saturation/") == [0, 3, 6]
     names = {f"gate_saturation/layer{k}{d}/{g}" for k in (0, 1) for d in ("", "_reverse") for g in ("input", "forget")}
     assert set(trainer.logged_metrics) >= names
     assert model.input_layers.training  # eval mode only while measuring

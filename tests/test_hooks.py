@@ -325,3 +325,84 @@ def test_checkpoint_rebuilds_the_stack_by_name(tmp_path, batch):
     assert [repr(t) for t in restored.techniques] == [repr(t) for t in model.techniques]
     model.eval(), restored.eval()
     torch.testing.assert_close(restored(batch.features, batch.lengths), model(batch.features, batch.lengths))
+
+
+class _Returns(Technique):
+    """Returns a value from loss_terms (or None), optionally tryfirst/trylast, optionally failing."""
+
+    def __init__(self, name, value, fail=False):
+        self.name, self.value, self.fail = name, value, fail
+
+    @hookimpl
+    def loss_terms(self, task_loss):
+        if self.fail:
+            raise KeyError(f"{self.name} failed")
+        return self.value
+
+
+class _First(_Returns):
+    @hookimpl(tryfirst=True)
+    def loss_terms(self, task_loss):
+        return self.value
+
+
+class _Last(_Returns):
+    @hookimpl(trylast=True)
+    def loss_terms(self, task_loss):
+        return self.value
+
+
+class _Wrapping(Technique):
+    name = "wrapping"
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl(wrapper=True)
+    def loss_terms(self):
+        results = yield
+        self.seen.append(list(results))
+        return results
+
+
+def _both_ways(model):
+    """The model's direct hook calls and pluggy's own dispatch, for the same arguments."""
+    arguments = dict(model=model, batch=None, output=None, task_loss=torch.tensor(1.0))
+    return model._hook.loss_terms(**arguments), model.plugin_manager.hook.loss_terms(**arguments)
+
+
+def test_direct_hook_calls_follow_pluggys_order_and_drop_none_results():
+    stack = [_Returns("a", {"a": 1}), _Last("z", {"z": 1}), _Returns("none", None), _First("f", {"f": 1}),
+             _Returns("b", {"b": 1})]
+    direct, through_pluggy = _both_ways(LSTMClassifier(12, 9, plugins=stack))
+    assert direct == through_pluggy == [{"f": 1}, {"a": 1}, {"b": 1}, {"z": 1}]
+    empty = LSTMClassifier(12, 9)
+    assert _both_ways(empty) == ([], [])
+
+
+def test_wrappers_monitoring_and_late_registration_go_through_pluggy():
+    wrapping = _Wrapping()
+    model = LSTMClassifier(12, 9, plugins=[_Returns("a", {"a": 1}), wrapping])
+    direct, _ = _both_ways(model)
+    assert direct == [{"a": 1}] and wrapping.seen[0] == [{"a": 1}]
+
+    model = LSTMClassifier(12, 9, plugins=[_Returns("a", {"a": 1})])
+    calls = []
+    undo = model.plugin_manager.add_hookcall_monitoring(lambda name, *_: calls.append(name), lambda *_: None)
+    model._hook.loss_terms(model=model, batch=None, output=None, task_loss=None)
+    assert calls == ["loss_terms"]
+    undo()
+
+    model.plugin_manager.register(_Returns("late", {"late": 1}), name="late")
+    assert model._hook.loss_terms(model=model, batch=None, output=None, task_loss=None) == [{"late": 1}, {"a": 1}]
+    model.plugin_manager.unregister(name="late")
+    assert model._hook.loss_terms(model=model, batch=None, output=None, task_loss=None) == [{"a": 1}]
+
+
+@pytest.mark.parametrize("with_wrapper", [False, True])
+def test_an_exception_names_the_technique_that_raised_it(with_wrapper):
+    stack = [_Returns("fine", {"a": 1}), _Returns("broken", None, fail=True)] + ([_Wrapping()] if with_wrapper else [])
+    model = LSTMClassifier(12, 9, plugins=stack)
+    with pytest.raises(KeyError, match="broken failed") as error:
+        model._hook.loss_terms(model=model, batch=None, output=None, task_loss=None)
+    assert error.value.__notes__ == ["(raised by technique `broken` in hook `loss_terms`)"]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_batch, quiet_trainer
+from conftest import RecordingLogger, make_batch, quiet_trainer
 
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import JapaneseVowelsDataModule
@@ -243,20 +243,12 @@ def test_gradient_norms_total_and_per_layer_match_reference(batch):
 
 
 def test_gradient_norms_are_logged_only_on_the_interval():
-    logged_steps = []
     monitor = GradientNormMonitor(every_n_steps=3)
     model = LSTMClassifier(12, 9, plugins=[monitor])
-    original = model.log_dict
-
-    def spy(values, **kwargs):
-        if any(key.startswith("grad_norm/") for key in values):
-            logged_steps.append(model.trainer.global_step)
-        return original(values, **kwargs)
-
-    model.log_dict = spy
-    trainer = quiet_trainer(max_steps=7, limit_val_batches=0)
+    logger = RecordingLogger()
+    trainer = quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
-    assert logged_steps == [0, 3, 6]
+    assert logger.steps_with("grad_norm/") == [0, 3, 6]
 
 
 # --- AMP loss scaling -------------------------------------------------------------------------
