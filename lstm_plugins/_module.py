@@ -43,6 +43,33 @@ def _as_scalar(name: str, value: Any) -> Any:
     return value
 
 
+class _StepLog:
+    """Values queued by ``log_step_values`` until the step's flush, and where the step stands."""
+
+    __slots__ = ("tensors", "numbers", "step", "batch_step", "optimizer_stepped")
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, Tensor] = {}
+        self.numbers: dict[str, float] = {}
+        self.step = 0  # the optimizer step the queued values belong to
+        self.batch_step = 0  # trainer.global_step when the current batch started
+        self.optimizer_stepped = False  # whether the current batch has stepped the optimizer
+
+
+def _to_host(values: Mapping[str, Tensor]) -> dict[str, float]:
+    """Scalar tensors as Python floats: one stack and one host copy per device."""
+    by_device: dict[torch.device, list[str]] = {}
+    for name, value in values.items():
+        by_device.setdefault(value.device, []).append(name)
+    host: dict[str, float] = {}
+    for device, names in by_device.items():
+        # float64 keeps counters and float64 values exact; MPS has no float64.
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        stacked = torch.stack([values[name].reshape(()).to(dtype) for name in names]).cpu()
+        host.update(zip(names, stacked.tolist()))
+    return host
+
+
 def _unshare_tensors(value: Any, seen: set[int]) -> Any:
     """``value`` with every shared-memory tensor in it (not parameters, not inside modules)
     replaced by a private copy; containers and plain objects are updated in place."""
@@ -139,11 +166,8 @@ class SequenceModel(pl.LightningModule):
         self.val_loss = MeanMetric()
         self.test_metrics = metrics.clone(prefix="test/")
         self._resumed_rng: dict[str, Any] | None = None
-        self._step_values: dict[str, Tensor] = {}
-        self._step_numbers: dict[str, float] = {}
-        self._step_values_step = 0
-        self._batch_step = 0
-        self._optimizer_stepped = False
+        # A plain object: nn.Module.__setattr__ costs microseconds on every step.
+        self._step_log = _StepLog()
         self.test_results: dict[str, Tensor] = {}
         """Test metrics of the last ``Trainer.test`` (vectors included), on the CPU."""
 
@@ -205,7 +229,7 @@ class SequenceModel(pl.LightningModule):
         state = self.__dict__.copy()
         state.pop("plugin_manager", None)
         state.pop("_hook", None)
-        state["_step_values"], state["_step_numbers"] = {}, {}
+        state["_step_log"] = _StepLog()  # queued values belong to the process that queued them
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -304,52 +328,51 @@ class SequenceModel(pl.LightningModule):
             if trainer is not None:
                 self.log_dict(checked)  # Lightning's defaults: averaged over the epoch
             return
-        if not self._step_values and not self._step_numbers:
-            self._step_values_step = self._batch_step
+        log = self._step_log
+        if not log.tensors and not log.numbers:
+            log.step = log.batch_step
         for name, value in checked.items():
             if isinstance(value, Tensor):
-                self._step_numbers.pop(name, None)
-                self._step_values[name] = value.detach()
+                log.numbers.pop(name, None)
+                log.tensors[name] = value.detach()
             else:
-                self._step_values.pop(name, None)
-                self._step_numbers[name] = float(value)
+                log.tensors.pop(name, None)
+                log.numbers[name] = float(value)
 
     def _flush_step_values(self) -> None:
         """Hand the queued values to the loggers: one stack and one host copy per device."""
-        if not self._step_values and not self._step_numbers:
+        log = self._step_log
+        if not log.tensors and not log.numbers:
             return
-        queued, numbers = self._step_values, self._step_numbers
-        self._step_values, self._step_numbers = {}, {}
-        by_device: dict[torch.device, list[str]] = {}
-        for name, value in queued.items():
-            by_device.setdefault(value.device, []).append(name)
-        host: dict[str, float] = {}
-        for device, names in by_device.items():
-            # float64 keeps counters and float64 values exact; MPS has no float64.
-            dtype = torch.float32 if device.type == "mps" else torch.float64
-            stacked = torch.stack([queued[name].to(dtype) for name in names]).cpu()
-            host.update(zip(names, stacked.tolist()))
+        tensors, numbers = log.tensors, log.numbers
+        log.tensors, log.numbers = {}, {}
+        host = _to_host(tensors)
         host.update(numbers)
+        self._publish(host, log.step)
+
+    def _publish(self, values: Mapping[str, float], step: int) -> None:
+        """Host values to ``trainer.callback_metrics``, ``trainer.logged_metrics`` and every
+        logger (which log on rank 0 only), as Lightning's own logging would hand them over."""
         trainer = self._trainer
         if trainer is None:
             return
-        as_tensors = {name: torch.tensor(value) for name, value in host.items()}
+        as_tensors = {name: torch.tensor(value) for name, value in values.items()}
         trainer.callback_metrics.update(as_tensors)
         trainer.logged_metrics.update(as_tensors)
         if trainer.loggers:
-            # What Lightning's own logging adds: the epoch, and the step the values belong to.
-            scalars: dict[str, float] = {**host, "epoch": trainer.current_epoch}
+            # What Lightning adds too: the epoch, and the step the values belong to.
+            scalars: dict[str, float] = {**values, "epoch": trainer.current_epoch}
             for logger in trainer.loggers:
-                logger.log_metrics(scalars, step=self._step_values_step)
+                logger.log_metrics(scalars, step=step)
                 logger.save()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._batch_step = self.trainer.global_step
-        self._optimizer_stepped = False
+        self._step_log.batch_step = self.trainer.global_step
+        self._step_log.optimizer_stepped = False
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        self._optimizer_stepped = True
+        self._step_log.optimizer_stepped = True
         # Before the callbacks' on_train_batch_end, so ModelCheckpoint and EarlyStopping see them.
         self._flush_step_values()
 
@@ -391,7 +414,7 @@ class SequenceModel(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._hook.on_train_batch_end(model=self, batch=batch, batch_index=batch_idx)
         # What the hook queued; while gradients accumulate, values wait for the stepping batch.
-        if self._optimizer_stepped:
+        if self._step_log.optimizer_stepped:
             self._flush_step_values()
 
     def on_train_epoch_end(self) -> None:
@@ -475,8 +498,15 @@ class SequenceModel(pl.LightningModule):
                 if name.endswith(PER_CLASS_SUFFIX):
                     base = name[: -len(PER_CLASS_SUFFIX)]
                     scalars.update({f"{base}/class_{i}": v for i, v in enumerate(value)})
-        # The values are already global; sync_dist averages identical copies (exact), once per
-        # epoch, and tells Lightning not to warn that epoch-level values are unsynchronised.
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":
+            # Validation during fit: one host copy, handed over directly (self.log costs ~1 ms
+            # per value). Lightning discards what the sanity check logs; so does this.
+            if not trainer.sanity_checking and scalars:
+                self._publish(_to_host(scalars), trainer.global_step)
+            return results
+        # validate() and test() return what was logged through Lightning. The values are already
+        # global; sync_dist averages identical copies (exact) and tells Lightning they are synced.
         self.log_dict(scalars, sync_dist=True)
         return results
 

@@ -39,6 +39,31 @@ def test_example_config_is_the_default_stack():
     assert example == validate_config(DEFAULT_CONFIG)
 
 
+def test_the_cli_checkpoints_every_n_epochs_and_keeps_the_final_weights_in_last_ckpt(tmp_path):
+    import pytorch_lightning as pl
+    import torch
+
+    _, _, trainer = cli.build_run(validate_config(DEFAULT_CONFIG))
+    (checkpoint,) = [c for c in trainer.callbacks if isinstance(c, pl.callbacks.ModelCheckpoint)]
+    (bar,) = [c for c in trainer.callbacks if isinstance(c, pl.callbacks.TQDMProgressBar)]
+    assert checkpoint.save_last and checkpoint._every_n_epochs == 10 and bar.refresh_rate == 10
+
+    config = validate_config({
+        **DEFAULT_CONFIG, "checkpoint_every_n_epochs": 2, "model": {"hidden_size": 8},
+        "trainer": {"max_epochs": 3, "accelerator": "cpu", "default_root_dir": str(tmp_path),
+                    "enable_progress_bar": False, "limit_train_batches": 2, "limit_val_batches": 1},
+    })
+    datamodule, model, trainer = cli.build_run(config)
+    trainer.fit(model, datamodule=datamodule)
+    saved = sorted(path.name for path in tmp_path.rglob("*.ckpt"))
+    assert saved == ["epoch=1-step=4.ckpt", "last.ckpt"]
+    last = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (3, 6)  # after all 3 epochs, not after epoch 1
+    no_checkpoints = validate_config({**config, "trainer": {**config["trainer"], "enable_checkpointing": False}})
+    _, _, trainer = cli.build_run(no_checkpoints)
+    assert not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in trainer.callbacks)
+
+
 def test_technique_flags_and_overrides_compose(capsys):
     code = cli.main(["fit", "--technique", "l2:weight=0.001,include_biases=true", "--technique", "grad_norm",
                      "--seed", "3", "--set", "model.hidden_size=8", "--print-config"])

@@ -149,6 +149,25 @@ def test_queued_values_are_not_pickled():
     import pickle
 
     model = LSTMClassifier(12, 9, hidden_size=8)
-    model._step_values["x"] = torch.tensor(1.0)
+    model._step_log.tensors["x"] = torch.tensor(1.0)
     clone = pickle.loads(pickle.dumps(model))
-    assert clone._step_values == {}
+    assert clone._step_log.tensors == {} and model._step_log.tensors != {}
+
+
+def test_validation_metrics_during_fit_reach_loggers_callbacks_and_validate_still_returns_them():
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    torch.manual_seed(0)
+    model = LSTMClassifier(12, 9, hidden_size=16)
+    logger = RecordingLogger()
+    stopping = EarlyStopping(monitor="val/loss", patience=100)
+    trainer = quiet_trainer(max_epochs=2, logger=logger, callbacks=[stopping], num_sanity_val_steps=2, log_every_n_steps=5)
+    datamodule = JapaneseVowelsDataModule(batch_size=16)
+    trainer.fit(model, datamodule=datamodule)
+    rows = [(step, metrics) for step, metrics in logger.rows if "val/accuracy" in metrics]
+    # The sanity check logs nothing; each epoch's validation is logged at that epoch's last step.
+    assert [(step, metrics["epoch"]) for step, metrics in rows] == [(16, 0), (32, 1)]
+    assert set(rows[-1][1]) >= {"val/accuracy", "val/recall", "val/f1", "val/loss"}
+    assert stopping.best_score.item() == pytest.approx(min(metrics["val/loss"] for _, metrics in rows))
+    (results,) = trainer.validate(model, datamodule=datamodule, verbose=False)
+    assert results["val/accuracy"] == pytest.approx(rows[-1][1]["val/accuracy"])
