@@ -31,7 +31,8 @@ CHECKPOINT_KEY = "lstm_plugins"
 
 
 def _as_scalar(name: str, value: Any) -> Any:
-    """``value`` if it is one number (a one-element tensor becomes 0-d), else a ``ValueError``."""
+    """``value`` if it is one number (a one-element tensor becomes 0-d); ``ValueError`` for a
+    tensor of several elements, ``TypeError`` for anything else."""
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise ValueError(

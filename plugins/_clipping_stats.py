@@ -86,7 +86,7 @@ class ClippingTechnique(Technique):
         """Count one optimizer step; ``clipped`` is a boolean tensor (no host synchronisation)."""
         if self._clipped_steps.device != clipped.device:
             self._clipped_steps = self._clipped_steps.to(clipped.device)
-        self._clipped_steps.add_(clipped.to(torch.int64))
+        self._clipped_steps.add_(clipped)  # bool into int64: one kernel, no host read
         self._steps += 1
 
     def _log_due(self, model: Any) -> bool:

@@ -93,8 +93,9 @@ class GradientClipping(ClippingTechnique):
         log_now = self._log_due(model)
         if self.mode == "norm":
             pre_clip_norm = clip_gradients_by_norm(parameters, self.threshold, self.norm_type)
-            # clip_grad_norm_ multiplies by min(threshold / (norm + 1e-6), 1): changed iff < 1.
-            clipped = self.threshold / (pre_clip_norm + 1e-6) < 1.0
+            # clip_grad_norm_ multiplies by min(threshold / (norm + 1e-6), 1): changed iff that is
+            # < 1, i.e. norm > threshold - 1e-6 (one comparison kernel instead of three).
+            clipped = pre_clip_norm > self.threshold - 1e-6
         else:
             largest = total_gradient_norm(parameters, math.inf)
             pre_clip_norm = largest
