@@ -205,6 +205,17 @@ class HandLoop:
         self.logged: list[dict[str, Tensor]] = []
 
     def train_step(self, features: Tensor, lengths: Tensor, targets: Tensor) -> Tensor:
+        log_now = self.step % self.log_every == 0
+        loss = self.forward_and_loss(features, lengths, targets, log_now)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.before_optimizer_step(log_now)
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach()
+
+    def forward_and_loss(self, features: Tensor, lengths: Tensor, targets: Tensor, log_now: bool) -> Tensor:
+        """Forward, task loss, L2 term; the loss values kept (on the device) on logging steps."""
         recipe = self.recipe
         logits = self.net(features, lengths)
         task_loss = F.cross_entropy(logits, targets)
@@ -213,14 +224,16 @@ class HandLoop:
         if recipe.l2 is not None:
             l2 = recipe.l2 * torch.stack([p.square().sum() for p in self.l2_parameters]).sum()
             loss = loss + l2
-        log_now = self.step % self.log_every == 0
         if log_now:
             entry = {"loss": loss.detach(), "task_loss": task_loss.detach()}
             if l2 is not None:
                 entry["l2"] = l2.detach()
             self.logged.append(entry)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        return loss
+
+    def before_optimizer_step(self, log_now: bool) -> None:
+        """Gradient norms on the interval, then clipping (pre-clip norm kept on logging steps)."""
+        recipe = self.recipe
         if recipe.grad_norm_every is not None and self.step % recipe.grad_norm_every == 0:
             norms = torch._foreach_norm([p.grad for p in self.parameters], 2.0)
             entry = {"total": torch.linalg.vector_norm(torch.stack(norms))}
@@ -231,9 +244,6 @@ class HandLoop:
             pre_clip = torch.nn.utils.clip_grad_norm_(self.parameters, recipe.clip)
             if log_now:
                 self.logged.append({"pre_clip_norm": pre_clip})
-        self.optimizer.step()
-        self.step += 1
-        return loss.detach()
 
     def train_epoch(self, batches: Iterable[Any]) -> None:
         self.net.train()

@@ -169,6 +169,7 @@ class SequenceModel(pl.LightningModule):
         self._resumed_rng: dict[str, Any] | None = None
         # A plain object: nn.Module.__setattr__ costs microseconds on every step.
         self._step_log = _StepLog()
+        self._named_parameters: tuple[tuple[str, nn.Parameter], ...] | None = None
         self.test_results: dict[str, Tensor] = {}
         """Test metrics of the last ``Trainer.test`` (vectors included), on the CPU."""
 
@@ -231,6 +232,7 @@ class SequenceModel(pl.LightningModule):
         state.pop("plugin_manager", None)
         state.pop("_hook", None)
         state["_step_log"] = _StepLog()  # queued values belong to the process that queued them
+        state["_named_parameters"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -266,6 +268,20 @@ class SequenceModel(pl.LightningModule):
         sequence_output = self.sequence_layers(raw_output)
         final = self.output_layers(last_step_summary(sequence_output, lengths, self.lstm.bidirectional))
         return ForwardOutput(self.head(final), final, sequence_output, raw_output, lengths)
+
+    def cached_named_parameters(self) -> tuple[tuple[str, nn.Parameter], ...]:
+        """``tuple(self.named_parameters())``, computed once per fit: what per-step hooks should
+        iterate.
+
+        ``named_parameters()`` walks every submodule, and torchmetrics metrics hash their state
+        tensors when visited: about 50 µs per call at small sizes, every step. The tuple is
+        rebuilt at the start of each ``fit`` (``setup("fit")``) and on first use after it.
+        Moving the model between devices keeps it valid (parameters are updated in place).
+        """
+        cached = self._named_parameters
+        if cached is None:
+            cached = self._named_parameters = tuple(self.named_parameters())
+        return cached
 
     def lstm_weights(self) -> list[Tensor] | None:
         """The LSTM's weights with ``weight_transforms`` applied, or ``None`` when there are none.
@@ -424,6 +440,7 @@ class SequenceModel(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
+            self._named_parameters = None  # techniques may add modules up to here
             self._check_datamodule()
             self._hook.on_fit_setup(model=self, trainer=self.trainer)
 

@@ -17,6 +17,8 @@ Hooks that fire every step (:func:`loss_terms`, :func:`on_gradients_ready`,
 keep tensors on the device and never call ``.item()`` or ``.cpu()`` on every step. Log per-step
 values with ``model.log_step_values({...})``, on an interval: the values stay on the device and
 reach the loggers in one host copy per step, where ``model.log`` costs about 0.5 ms per value.
+Iterate ``model.cached_named_parameters()`` rather than ``model.named_parameters()``, which
+walks every submodule (metrics included) on each call.
 Changes to the
 forward computation are made once in :func:`configure_model` (insert modules, wrap weights), never
 by a hook called inside ``forward``.

@@ -201,7 +201,7 @@ class AdaptiveGradientClipping(ClippingTechnique):
         if self._excluded_names is None:
             self._excluded_names = self._resolve(model)
         clipped, excluded = [], []
-        for name, parameter in model.named_parameters():
+        for name, parameter in model.cached_named_parameters():
             if parameter.grad is not None:
                 (excluded if name in self._excluded_names else clipped).append(parameter)
         if not clipped:

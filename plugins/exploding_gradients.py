@@ -323,7 +323,7 @@ class ExplodingGradientDetector(Technique):
     @hookimpl
     def on_gradients_ready(self, model: Any) -> None:
         step = model.trainer.global_step
-        self.statistics.update_from_parameters(model.named_parameters(), step)
+        self.statistics.update_from_parameters(model.cached_named_parameters(), step)
         if step % self.check_every_n_steps == 0:
             model.log_step_values({"exploding_gradients/spikes": self.statistics.spikes})
             self._report()

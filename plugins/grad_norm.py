@@ -114,6 +114,6 @@ class GradientNormMonitor(Technique):
     def on_gradients_ready(self, model: Any) -> None:
         if model.trainer.global_step % self.every_n_steps:
             return
-        norms = gradient_norms(model.named_parameters(), self.norm_type, self.per_layer)
+        norms = gradient_norms(model.cached_named_parameters(), self.norm_type, self.per_layer)
         if norms:
             model.log_step_values({f"grad_norm/{key}": value for key, value in norms.items()})

@@ -39,3 +39,19 @@ def test_the_gpu_script_says_politely_that_it_needs_cuda():
     result = _run("gpu.py")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no CUDA device is available" in result.stdout
+
+
+def test_the_timed_step_work_runs_the_models_own_step_and_logs_on_the_interval():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import _techniques
+        from _hand import Recipe, synthetic_batches
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    batch = synthetic_batches(_techniques.TINY, 1, seed=0)[0]
+    recipe = _techniques.TECHNIQUES["grad_norm(every 10)"]
+    library, hand = _techniques.library_step_work(recipe, batch), _techniques.hand_step_work(recipe, batch)
+    for _ in range(10):
+        library()
+        hand()
+    assert {"train/loss", "grad_norm/total"} <= set(library.model.trainer.callback_metrics)

@@ -406,3 +406,17 @@ def test_an_exception_names_the_technique_that_raised_it(with_wrapper):
     with pytest.raises(KeyError, match="broken failed") as error:
         model._hook.loss_terms(model=model, batch=None, output=None, task_loss=None)
     assert error.value.__notes__ == ["(raised by technique `broken` in hook `loss_terms`)"]
+
+
+def test_cached_named_parameters_are_the_models_and_rebuilt_at_each_fit():
+    model = LSTMClassifier(12, 9, hidden_size=8)
+    cached = model.cached_named_parameters()
+    assert cached is model.cached_named_parameters()
+    assert [(n, id(p)) for n, p in cached] == [(n, id(p)) for n, p in model.named_parameters()]
+    model.extra = torch.nn.Linear(2, 2)  # a module added after the first call...
+    assert "extra.weight" not in dict(model.cached_named_parameters())
+    quiet_trainer(max_steps=1, limit_val_batches=0).fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
+    assert "extra.weight" in dict(model.cached_named_parameters())  # ...is seen from the next fit on
+    clone = pickle.loads(pickle.dumps(model))
+    assert [n for n, _ in clone.cached_named_parameters()] == [n for n, _ in clone.named_parameters()]
+    assert all(p is q for (_, p), (_, q) in zip(clone.cached_named_parameters(), clone.named_parameters()))
