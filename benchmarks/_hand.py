@@ -281,6 +281,43 @@ class BareLightning(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate, fused=True)
 
 
+class HandLightning(pl.LightningModule):
+    """The hand-written loop's own step inside a minimal LightningModule (same network,
+    techniques, fused Adam and validation metrics; nothing of the library). Against the
+    hand-written loop it shows what Lightning itself costs at a given shape; against the
+    library, what the library adds on top of Lightning."""
+
+    def __init__(self, loop: HandLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.net = loop.net
+        self._log_now = False
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        self._log_now = self.loop.step % self.loop.log_every == 0
+        return self.loop.forward_and_loss(batch.features, batch.lengths, batch.targets, self._log_now)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.loop.before_optimizer_step(self._log_now)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.loop.step += 1
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.loop.optimizer
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        logits = self.net(batch.features, batch.lengths)
+        self.loop.val_loss.update(F.cross_entropy(logits, batch.targets), weight=batch.targets.size(0))
+        self.loop.metrics.update(logits, batch.targets)
+
+    def on_validation_epoch_end(self) -> None:
+        self.loop.metrics.compute()
+        self.loop.val_loss.compute()
+        self.loop.metrics.reset()
+        self.loop.val_loss.reset()
+
+
 def quiet_trainer(**options: Any) -> pl.Trainer:
     """The Trainer of the step-level sections: no logger output, checkpoint or progress bar."""
     settings: dict[str, Any] = dict(

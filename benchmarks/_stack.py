@@ -27,7 +27,7 @@ import pytorch_lightning as pl
 import torch
 
 import _harness
-from _hand import HandLoop, HandNet, Recipe, Shape, library_model, quiet_trainer, synthetic_batches
+from _hand import HandLightning, HandLoop, HandNet, Recipe, Shape, library_model, quiet_trainer, synthetic_batches
 from _harness import Row, Table, TimedBatches, median, note_row, per_step_times, ratio_row, run_rounds
 
 MEDIUM = Shape("medium", input_size=32, hidden_size=128, num_layers=2, bidirectional=False,
@@ -223,8 +223,20 @@ def small(options: Any, workdir: str) -> tuple[list[Row], list[str]]:
         loop = HandLoop(HandNet(shape, recipe).copy_from(model), shape, recipe, LOG_EVERY)
         return median(epoch_intervals(hand_epochs(loop, PaddedEpochs(datamodule), epochs)))
 
+    def hand_in_lightning() -> float:
+        # The same Trainer and data module as the quiet fit, the hand-written step as the module.
+        datamodule, model, trainer = build_run(quiet)
+        module = HandLightning(HandLoop(HandNet(shape, recipe).copy_from(model), shape, recipe, LOG_EVERY))
+        epoch_clock = EpochClock()
+        trainer.callbacks.append(epoch_clock)
+        with silenced_output():
+            trainer.fit(module, datamodule=datamodule)
+        return median(epoch_intervals(epoch_clock.stamps))
+
     series = run_rounds(
-        {"default fit": lightning(default), "quiet fit": lightning(quiet), "hand": handwritten}, rounds
+        {"default fit": lightning(default), "quiet fit": lightning(quiet), "hand": handwritten,
+         "hand in Lightning": hand_in_lightning},
+        rounds,
     )
     rows = [
         ratio_row("small: default `fit` epoch / hand-written epoch", series["default fit"], series["hand"],
@@ -233,6 +245,10 @@ def small(options: Any, workdir: str) -> tuple[list[Row], list[str]]:
                   unit="/epoch"),
         ratio_row("small: Lightning services (progress bar, CSV logger, checkpoint)", series["default fit"],
                   series["quiet fit"], unit="/epoch"),
+        ratio_row("small: Lightning alone: the hand-written step in a LightningModule / hand-written loop",
+                  series["hand in Lightning"], series["hand"], unit="/epoch"),
+        ratio_row("small: the library alone: quiet fit / the hand-written step in a LightningModule",
+                  series["quiet fit"], series["hand in Lightning"], unit="/epoch"),
         equivalence,
     ]
     notes = [
