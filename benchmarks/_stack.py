@@ -271,7 +271,7 @@ def _stack_names(config: dict[str, Any]) -> list[str]:
 def medium(options: Any) -> tuple[list[Row], list[str]]:
     steps = 2 * LOG_EVERY  # per epoch
     epochs = 3 if options.quick else 4
-    rounds = 1 if options.quick else 4
+    rounds = 1 if options.quick else 8
     train = synthetic_batches(MEDIUM, 4, seed=1)
     val = synthetic_batches(MEDIUM, 2, seed=2)
 

@@ -256,7 +256,7 @@ def direct_costs(options: Any) -> list[Row]:
     """Per technique: the step work with and without it, timed alone, library and hand-written."""
     batch = synthetic_batches(TINY, 1, seed=0)[0]
     seconds = 0.1 if options.quick else 0.3
-    rounds = 5 if options.quick else 11
+    rounds = 5 if options.quick else 15
     plain = Recipe()
     base = {"library": library_step_work(plain, batch), "hand": hand_step_work(plain, batch)}
     rows: list[Row] = []

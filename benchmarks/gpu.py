@@ -278,9 +278,9 @@ class SyncLog:
 
 
 def is_logging_step(step: int) -> bool:
-    # The library logs at global_step % N == 0; Lightning hands values to the loggers when
-    # (step + 1) % N == 0. Both are "logging interval" steps; everything else must not sync.
-    return step % LOG_EVERY == 0 or (step + 1) % LOG_EVERY == 0
+    # The library copies the interval's values to the host once, after the optimizer step of
+    # steps 0, N, 2N, ...; every other step must not synchronise.
+    return step % LOG_EVERY == 0
 
 
 def summarise(per_step: list[tuple[int, list[Any]]], skip: int) -> tuple[float, float, list[str]]:
