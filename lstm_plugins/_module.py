@@ -64,10 +64,12 @@ def _to_host(values: Mapping[str, Tensor]) -> dict[str, float]:
         by_device.setdefault(value.device, []).append(name)
     host: dict[str, float] = {}
     for device, names in by_device.items():
-        # float64 keeps counters and float64 values exact; MPS has no float64.
-        dtype = torch.float32 if device.type == "mps" else torch.float64
-        stacked = torch.stack([values[name].reshape(()).to(dtype) for name in names]).cpu()
-        host.update(zip(names, stacked.tolist()))
+        tensors = [values[name] for name in names]  # 0-d (log_step_values made them so)
+        if any(tensor.dtype != tensors[0].dtype for tensor in tensors):
+            # Mixed dtypes (a counter among float values): float64 keeps both exact; MPS has none.
+            wide = torch.float32 if device.type == "mps" else torch.float64
+            tensors = [tensor.to(wide) for tensor in tensors]
+        host.update(zip(names, torch.stack(tensors).cpu().tolist()))
     return host
 
 
@@ -373,7 +375,8 @@ class SequenceModel(pl.LightningModule):
         trainer = self._trainer
         if trainer is None:
             return
-        as_tensors = {name: torch.tensor(value) for name, value in values.items()}
+        # Lightning keeps callback and logged metrics as tensors: one tensor, unbound into views.
+        as_tensors = dict(zip(values, torch.tensor(list(values.values()), dtype=torch.float64).unbind()))
         trainer.callback_metrics.update(as_tensors)
         trainer.logged_metrics.update(as_tensors)
         if trainer.loggers:
