@@ -156,22 +156,7 @@ def marginal_costs(options: Any) -> tuple[list[Row], int, int]:
         runners["library+T"] = lightning_runner(library, batches, steps)
         runners["hand+T"] = hand_runner(HandLoop(HandNet(TINY, recipe).copy_from(library), TINY, recipe, LOG_EVERY), batches, steps)
         series = run_rounds(runners, rounds)
-        library_cost = paired_differences(series["library+T"], series["library"])
-        hand_cost = paired_differences(series["hand+T"], series["hand"])
-        excess = [a - b for a, b in zip(library_cost, hand_cost)]
-        value = median(excess)
-        low, high = quartiles(excess)
-        rows.append(
-            Row(
-                name,
-                f"library: {_signed(median(library_cost))}/step",
-                f"hand: {_signed(median(hand_cost))}/step",
-                f"excess = {_signed(value)}",
-                f"{_signed(low)} … {_signed(high)}",
-                f"≤ +{format_time(EXCESS_BUDGET)}",
-                _verdict(value, low, high, EXCESS_BUDGET),
-            )
-        )
+        rows.append(excess_row(name, series))
     noop = library_model(TINY, plain, extra_plugins=[noop_technique(i) for i in range(NUM_PLUGINS)])
     series = run_rounds({"library": base["library"], "noop": lightning_runner(noop, batches, steps)}, rounds)
     noop_cost = paired_differences(series["noop"], series["library"])
@@ -266,23 +251,27 @@ def direct_costs(options: Any) -> list[Row]:
             {key: (lambda w=work: _timer_median("work()", {"work": w}, seconds)) for key, work in works.items()},
             rounds,
         )
-        library_cost = paired_differences(series["library+T"], series["library"])
-        hand_cost = paired_differences(series["hand+T"], series["hand"])
-        excess = [a - b for a, b in zip(library_cost, hand_cost)]
-        value = median(excess)
-        low, high = quartiles(excess)
-        rows.append(
-            Row(
-                name,
-                f"library: {_signed(median(library_cost))}/step",
-                f"hand: {_signed(median(hand_cost))}/step",
-                f"excess = {_signed(value)}",
-                f"{_signed(low)} … {_signed(high)}",
-                f"≤ +{format_time(EXCESS_BUDGET)}",
-                _verdict(value, low, high, EXCESS_BUDGET),
-            )
-        )
+        rows.append(excess_row(name, series))
     return rows
+
+
+def excess_row(name: str, series: dict[str, Series]) -> Row:
+    """The row of one technique from the four series ``library``, ``library+T``, ``hand``,
+    ``hand+T``: excess = (library+T − library) − (hand+T − hand), per round."""
+    library_cost = paired_differences(series["library+T"], series["library"])
+    hand_cost = paired_differences(series["hand+T"], series["hand"])
+    excess = [a - b for a, b in zip(library_cost, hand_cost)]
+    value = median(excess)
+    low, high = quartiles(excess)
+    return Row(
+        name,
+        f"library: {_signed(median(library_cost))}/step",
+        f"hand: {_signed(median(hand_cost))}/step",
+        f"excess = {_signed(value)}",
+        f"{_signed(low)} … {_signed(high)}",
+        f"≤ +{format_time(EXCESS_BUDGET)}",
+        _verdict(value, low, high, EXCESS_BUDGET),
+    )
 
 
 def _signed(seconds: float) -> str:
