@@ -184,6 +184,7 @@ class _TrainerStandIn:
 
         self.global_step = 0
         self.log_every_n_steps = LOG_EVERY
+        self.accumulate_grad_batches = 1
         self.training = True
         self.sanity_checking = False
         self.current_epoch = 0

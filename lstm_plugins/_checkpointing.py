@@ -15,10 +15,12 @@ class PeriodicCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, every_n_epochs: int, **options: Any) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, save_last=True, **options)
+        # Nothing is monitored, so save on the training epoch's end, also in epochs that skip
+        # validation (check_val_every_n_epoch > 1 would otherwise move saving to validation).
+        super().__init__(every_n_epochs=every_n_epochs, save_last=True, save_on_train_epoch_end=True, **options)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        # Skipped when the last step is saved already, and in sanity checks and fast_dev_run.
+        # Skipped when the last step is saved already.
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         super().on_train_end(trainer, pl_module)

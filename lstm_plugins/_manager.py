@@ -118,8 +118,15 @@ class HookCalls:
 
     def refresh(self) -> None:
         """Rebuild every hook's call from the manager's current registrations."""
+        self._implemented = {
+            name: bool(getattr(self._manager.hook, name).get_hookimpls()) for name in hookspecs.__all__
+        }
         for name in hookspecs.__all__:
             setattr(self, name, self._call_for(name))
+
+    def implemented(self, hook: str) -> bool:
+        """Whether any registered technique implements ``hook``."""
+        return self._implemented.get(hook, False)
 
     def _call_for(self, hook: str) -> Callable[..., list[Any]]:
         caller: pluggy.HookCaller = getattr(self._manager.hook, hook)

@@ -47,14 +47,21 @@ def _as_scalar(name: str, value: Any) -> Any:
 class _StepLog:
     """Values queued by ``log_step_values`` until the step's flush, and where the step stands."""
 
-    __slots__ = ("tensors", "numbers", "step", "batch_step", "optimizer_stepped")
+    __slots__ = ("tensors", "numbers", "step", "optimizer_stepped", "in_epoch_end")
 
     def __init__(self) -> None:
         self.tensors: dict[str, Tensor] = {}
         self.numbers: dict[str, float] = {}
         self.step = 0  # the optimizer step the queued values belong to
-        self.batch_step = 0  # trainer.global_step when the current batch started
         self.optimizer_stepped = False  # whether the current batch has stepped the optimizer
+        self.in_epoch_end = False  # values queued by on_train_epoch_end hooks
+
+
+def _logging_step(trainer: Any) -> int:
+    """The step Lightning gives the loggers for values logged now in a training batch: the
+    count of batches that stepped the optimizer before this one."""
+    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return int(getattr(epoch_loop, "_batches_that_stepped", trainer.global_step))
 
 
 def _to_host(values: Mapping[str, Tensor]) -> dict[str, float]:
@@ -226,7 +233,6 @@ class SequenceModel(pl.LightningModule):
         # The hooks as the core calls them: direct calls in pluggy's order (see HookCalls).
         self._hook = self.plugin_manager.hook_calls
         # Cached once: whether any technique transforms gradients (decides who clips).
-        self._transforms_gradients = bool(self.plugin_manager.hook.transform_gradients.get_hookimpls())
 
     def __getstate__(self) -> dict[str, Any]:
         # The plugin manager holds modules and is rebuilt on unpickling (spawn-based strategies).
@@ -309,7 +315,11 @@ class SequenceModel(pl.LightningModule):
 
     def _log_interval_due(self) -> bool:
         trainer = self._trainer
-        return trainer is not None and trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
+        return (
+            trainer is not None
+            and bool(trainer.log_every_n_steps)
+            and trainer.global_step % trainer.log_every_n_steps == 0
+        )
 
     # --- per-step values: queued on the device, one host copy per step ----------------------
 
@@ -347,13 +357,18 @@ class SequenceModel(pl.LightningModule):
             if trainer is not None:
                 self.log_dict(checked)  # Lightning's defaults: averaged over the epoch
             return
+        if not trainer.log_every_n_steps:
+            return  # log_every_n_steps=0: no step logging, as in Lightning
         log = self._step_log
         if not log.tensors and not log.numbers:
-            log.step = log.batch_step
+            # Lightning's step for these values; at epoch end it has already counted the batch.
+            log.step = _logging_step(trainer) - (1 if log.in_epoch_end else 0)
         for name, value in checked.items():
             if isinstance(value, Tensor):
                 log.numbers.pop(name, None)
-                log.tensors[name] = value.detach()
+                # A copy (one device kernel, no synchronisation), as self.log makes: a value
+                # changed in place later in the step is logged as it was when queued.
+                log.tensors[name] = value.detach().clone()
             else:
                 log.tensors.pop(name, None)
                 log.numbers[name] = float(value)
@@ -387,7 +402,6 @@ class SequenceModel(pl.LightningModule):
                 logger.save()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._step_log.batch_step = self.trainer.global_step
         self._step_log.optimizer_stepped = False
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
@@ -426,24 +440,36 @@ class SequenceModel(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        if self._transforms_gradients:
+        if self.plugin_manager.hook_calls.implemented("transform_gradients"):
             self._hook.transform_gradients(model=self, optimizer=optimizer)
         else:
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._hook.on_train_batch_end(model=self, batch=batch, batch_index=batch_idx)
-        # What the hook queued; while gradients accumulate, values wait for the stepping batch.
-        if self._step_log.optimizer_stepped:
+        # What the hook queued (and everything, when optimizer_step is overridden or optimization
+        # is manual); while gradients accumulate, values wait for the stepping batch.
+        trainer = self.trainer
+        accumulating = (
+            self.automatic_optimization
+            and (batch_idx + 1) % max(int(trainer.accumulate_grad_batches), 1) != 0
+        )
+        if self._step_log.optimizer_stepped or not accumulating:
             self._flush_step_values()
 
     def on_train_epoch_end(self) -> None:
-        self._hook.on_train_epoch_end(model=self)
-        self._flush_step_values()
+        self._flush_step_values()  # the last batch's, at its own step
+        self._step_log.in_epoch_end = True
+        try:
+            self._hook.on_train_epoch_end(model=self)
+            self._flush_step_values()
+        finally:
+            self._step_log.in_epoch_end = False
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self._named_parameters = None  # techniques may add modules up to here
+            self._step_log = _StepLog()  # nothing left over from an interrupted fit
             self._check_datamodule()
             self._hook.on_fit_setup(model=self, trainer=self.trainer)
 
@@ -524,7 +550,7 @@ class SequenceModel(pl.LightningModule):
             # Validation during fit: one host copy, handed over directly (self.log costs ~1 ms
             # per value). Lightning discards what the sanity check logs; so does this.
             if not trainer.sanity_checking and scalars:
-                self._publish(_to_host(scalars), trainer.global_step)
+                self._publish(_to_host(scalars), _logging_step(trainer))
             return results
         # validate() and test() return what was logged through Lightning. The values are already
         # global; sync_dist averages identical copies (exact) and tells Lightning they are synced.

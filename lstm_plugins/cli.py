@@ -125,15 +125,15 @@ def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[An
     if not datamodule.has_validation:
         trainer_options.setdefault("limit_val_batches", 0)
     trainer_callbacks = list(callbacks)
-    if trainer_options.get("enable_progress_bar", True) and not any(
+    if trainer_options.get("enable_progress_bar") is not False and not any(
         isinstance(callback, pl.callbacks.ProgressBar) for callback in trainer_callbacks
     ):
         # Redrawn every logging interval rather than every batch: at the default configuration
         # a per-batch redraw costs about 3 % of the epoch.
-        refresh_rate = max(int(trainer_options.get("log_every_n_steps", 50)), 1)
+        refresh_rate = max(int(trainer_options.get("log_every_n_steps") or 50), 1)
         trainer_callbacks.append(pl.callbacks.TQDMProgressBar(refresh_rate=refresh_rate))
     every = config.get("checkpoint_every_n_epochs")
-    if every is not None and trainer_options.get("enable_checkpointing", True) and not any(
+    if every is not None and trainer_options.get("enable_checkpointing") is not False and not any(
         isinstance(callback, pl.callbacks.ModelCheckpoint) for callback in trainer_callbacks
     ):
         from lstm_plugins._checkpointing import PeriodicCheckpoint

@@ -59,6 +59,13 @@ def test_the_cli_checkpoints_every_n_epochs_and_keeps_the_final_weights_in_last_
     assert saved == ["epoch=1-step=4.ckpt", "last.ckpt"]
     last = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)
     assert (last["epoch"], last["global_step"]) == (3, 6)  # after all 3 epochs, not after epoch 1
+    every_other_validation = validate_config({**config, "trainer": {**config["trainer"], "max_epochs": 4,
+                                                                   "check_val_every_n_epoch": 3,
+                                                                   "default_root_dir": str(tmp_path / "b")}})
+    datamodule, model, trainer = cli.build_run(every_other_validation)
+    trainer.fit(model, datamodule=datamodule)
+    saved = sorted(path.name for path in (tmp_path / "b").rglob("*.ckpt"))
+    assert saved == ["epoch=3-step=8.ckpt", "last.ckpt"]  # epochs 1 and 3 saved; top-1 keeps the latest
     no_checkpoints = validate_config({**config, "trainer": {**config["trainer"], "enable_checkpointing": False}})
     _, _, trainer = cli.build_run(no_checkpoints)
     assert not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in trainer.callbacks)

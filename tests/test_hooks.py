@@ -420,3 +420,23 @@ def test_cached_named_parameters_are_the_models_and_rebuilt_at_each_fit():
     clone = pickle.loads(pickle.dumps(model))
     assert [n for n, _ in clone.cached_named_parameters()] == [n for n, _ in clone.named_parameters()]
     assert all(p is q for (_, p), (_, q) in zip(clone.cached_named_parameters(), clone.named_parameters()))
+
+
+def test_a_gradient_transform_registered_late_takes_over_clipping():
+    class Zeroing(Technique):
+        name = "zeroing"
+
+        @hookimpl
+        def transform_gradients(self, model):
+            for parameter in model.parameters():
+                if parameter.grad is not None:
+                    parameter.grad.zero_()
+
+    model = LSTMClassifier(12, 9, hidden_size=8)
+    assert not model.plugin_manager.hook_calls.implemented("transform_gradients")
+    model.plugin_manager.register(Zeroing(), name="zeroing")
+    assert model.plugin_manager.hook_calls.implemented("transform_gradients")
+    before = [p.detach().clone() for p in model.parameters()]
+    quiet_trainer(max_steps=2, limit_val_batches=0, gradient_clip_val=None).fit(
+        model, datamodule=JapaneseVowelsDataModule(batch_size=32))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # zero gradients: Adam does not move

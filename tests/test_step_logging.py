@@ -165,9 +165,66 @@ def test_validation_metrics_during_fit_reach_loggers_callbacks_and_validate_stil
     datamodule = JapaneseVowelsDataModule(batch_size=16)
     trainer.fit(model, datamodule=datamodule)
     rows = [(step, metrics) for step, metrics in logger.rows if "val/accuracy" in metrics]
-    # The sanity check logs nothing; each epoch's validation is logged at that epoch's last step.
-    assert [(step, metrics["epoch"]) for step, metrics in rows] == [(16, 0), (32, 1)]
+    # The sanity check logs nothing; each epoch's validation is logged at that epoch's last
+    # training step (Lightning's own convention: 16 batches per epoch, steps 0-15).
+    assert [(step, metrics["epoch"]) for step, metrics in rows] == [(15, 0), (31, 1)]
     assert set(rows[-1][1]) >= {"val/accuracy", "val/recall", "val/f1", "val/loss"}
     assert stopping.best_score.item() == pytest.approx(min(metrics["val/loss"] for _, metrics in rows))
     (results,) = trainer.validate(model, datamodule=datamodule, verbose=False)
     assert results["val/accuracy"] == pytest.approx(rows[-1][1]["val/accuracy"])
+
+
+class _ManualOptimization(LSTMClassifier):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        loss = super().training_step(batch, batch_idx)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+
+class _OwnOptimizerStep(LSTMClassifier):
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        optimizer.step(closure=optimizer_closure)  # Lightning's warm-up recipe, without super()
+
+
+@pytest.mark.parametrize("model_class", [_ManualOptimization, _OwnOptimizerStep])
+def test_values_reach_the_loggers_at_their_step_without_the_default_optimizer_step(model_class):
+    torch.manual_seed(0)
+    model = model_class(12, 9, hidden_size=8)
+    logger = RecordingLogger()
+    quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=2).fit(
+        model, datamodule=JapaneseVowelsDataModule(batch_size=16))
+    assert [step for step, _ in logger.values("train/loss")] == [0, 2, 4, 6]
+
+
+def test_log_every_n_steps_zero_logs_no_step_values():
+    model = LSTMClassifier(12, 9, hidden_size=8, plugins=[GradientNormMonitor(every_n_steps=1)])
+    logger = RecordingLogger()
+    quiet_trainer(max_steps=4, limit_val_batches=0, logger=logger, log_every_n_steps=0).fit(
+        model, datamodule=JapaneseVowelsDataModule(batch_size=16))
+    assert not [row for row in logger.rows if set(row[1]) - {"epoch"}]
+
+
+class _InPlaceCounter(Technique):
+    name = "in_place"
+
+    def __init__(self):
+        self.count = torch.zeros(())
+
+    @hookimpl
+    def on_gradients_ready(self, model):
+        model.log_step_values({"in_place/count": self.count})
+        self.count += 1  # changed after queuing: the logged value is the queued one
+
+
+def test_a_queued_value_is_a_copy():
+    model = LSTMClassifier(12, 9, hidden_size=8, plugins=[_InPlaceCounter()])
+    logger = RecordingLogger()
+    quiet_trainer(max_steps=3, limit_val_batches=0, logger=logger, log_every_n_steps=1).fit(
+        model, datamodule=JapaneseVowelsDataModule(batch_size=16))
+    assert [value for _, value in logger.values("in_place/count")] == [0.0, 1.0, 2.0]
