@@ -210,12 +210,10 @@ def library_step_work(recipe: Recipe, batch: Any) -> Any:
 
     def work() -> None:
         trainer.global_step += 1
-        model.on_train_batch_start(batch, 0)
         model.training_step(batch, 0)
         model.on_before_optimizer_step(optimizer)
         model.configure_gradient_clipping(optimizer)
-        model._step_log.optimizer_stepped = True  # what optimizer_step does after the update
-        model._flush_step_values()
+        model._flush_step_values()  # what optimizer_step does after the update
         model.on_train_batch_end(None, batch, 0)
 
     work.model = model  # type: ignore[attr-defined]

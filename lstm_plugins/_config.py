@@ -84,6 +84,13 @@ def _check_keys(section: str, mapping: Any, allowed: set[str]) -> dict[str, Any]
     return dict(mapping)
 
 
+def _optional_positive_int(config: Mapping[str, Any], key: str) -> int | None:
+    value = config.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"Expected `{key}` to be a positive int or null, but got {value!r}.")
+    return value
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``override`` on top of ``base``, mapping by mapping; lists are replaced whole."""
     merged = copy.deepcopy(dict(base))
@@ -110,12 +117,8 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
     seed = config.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"Expected `seed` to be an int, but got {seed!r}.")
-    threads = config.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ConfigError(f"Expected `threads` to be a positive int or null, but got {threads!r}.")
-    every = config.get("checkpoint_every_n_epochs")
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-        raise ConfigError(f"Expected `checkpoint_every_n_epochs` to be a positive int or null, but got {every!r}.")
+    threads = _optional_positive_int(config, "threads")
+    every = _optional_positive_int(config, "checkpoint_every_n_epochs")
     model = _check_keys("model", config.get("model"), _MODEL_KEYS)
     data = _check_keys("data", config.get("data"), _DATA_KEYS)
     trainer = _check_keys("trainer", config.get("trainer"), _TRAINER_KEYS)
@@ -147,7 +150,10 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
             data[key] = str(path if path.is_absolute() else base / path)
     if dataset is not None:
         data["dataset"] = dataset
-    return {"seed": seed, "threads": threads, "checkpoint_every_n_epochs": every, "model": model, "techniques": list(techniques), "data": data, "trainer": trainer}
+    return {
+        "seed": seed, "threads": threads, "checkpoint_every_n_epochs": every, "model": model,
+        "techniques": list(techniques), "data": data, "trainer": trainer,
+    }
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -47,13 +47,12 @@ def _as_scalar(name: str, value: Any) -> Any:
 class _StepLog:
     """Values queued by ``log_step_values`` until the step's flush, and where the step stands."""
 
-    __slots__ = ("tensors", "numbers", "step", "optimizer_stepped", "in_epoch_end")
+    __slots__ = ("tensors", "numbers", "step", "in_epoch_end")
 
     def __init__(self) -> None:
         self.tensors: dict[str, Tensor] = {}
         self.numbers: dict[str, float] = {}
         self.step = 0  # the optimizer step the queued values belong to
-        self.optimizer_stepped = False  # whether the current batch has stepped the optimizer
         self.in_epoch_end = False  # values queued by on_train_epoch_end hooks
 
 
@@ -401,12 +400,8 @@ class SequenceModel(pl.LightningModule):
                 logger.log_metrics(scalars, step=step)
                 logger.save()
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._step_log.optimizer_stepped = False
-
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        self._step_log.optimizer_stepped = True
         # Before the callbacks' on_train_batch_end, so ModelCheckpoint and EarlyStopping see them.
         self._flush_step_values()
 
@@ -448,13 +443,13 @@ class SequenceModel(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._hook.on_train_batch_end(model=self, batch=batch, batch_index=batch_idx)
         # What the hook queued (and everything, when optimizer_step is overridden or optimization
-        # is manual); while gradients accumulate, values wait for the stepping batch.
-        trainer = self.trainer
+        # is manual). While gradients accumulate, values wait for the stepping batch; the last,
+        # partial accumulation of an epoch is flushed at the epoch's end, at its own step.
         accumulating = (
             self.automatic_optimization
-            and (batch_idx + 1) % max(int(trainer.accumulate_grad_batches), 1) != 0
+            and (batch_idx + 1) % max(int(self.trainer.accumulate_grad_batches), 1) != 0
         )
-        if self._step_log.optimizer_stepped or not accumulating:
+        if not accumulating:
             self._flush_step_values()
 
     def on_train_epoch_end(self) -> None:
