@@ -43,7 +43,7 @@ LOSS_TOLERANCE = 1e-4  # relative, per step
 
 def default_config(**trainer: Any) -> dict[str, Any]:
     """``lstm-plugins fit``'s default config, on the CPU, with Trainer overrides."""
-    from lstm_plugins._config import DEFAULT_CONFIG, merge, validate_config
+    from lstm_plugins.cli._config import DEFAULT_CONFIG, merge, validate_config
 
     return validate_config(merge(DEFAULT_CONFIG, {"trainer": {"accelerator": "cpu", **trainer}}))
 

@@ -37,7 +37,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from lstm_plugins import LSTMRegressor
-from lstm_plugins._plotting import MetricHistory, require_matplotlib
+from lstm_plugins.cli._plotting import MetricHistory, require_matplotlib
 from lstm_plugins.data import MEAN_PREDICTOR_MSE, AddingProblemDataModule
 from lstm_plugins.plugins import GradientClipping
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import pytorch_lightning as pl
 
 from lstm_plugins import LSTMClassifier
-from lstm_plugins._plotting import MetricHistory, plot_run, require_matplotlib
+from lstm_plugins.cli._plotting import MetricHistory, plot_run, require_matplotlib
 from lstm_plugins.cli import format_results
 from lstm_plugins.data import JapaneseVowelsDataModule
 from lstm_plugins.plugins import Dropout, GradientClipping, GradientNormMonitor, L2Penalty

@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
-from lstm_plugins._config import DEFAULT_CONFIG, merge, validate_config
-from lstm_plugins._plotting import MetricHistory, require_matplotlib
+from lstm_plugins.cli._config import DEFAULT_CONFIG, merge, validate_config
+from lstm_plugins.cli._plotting import MetricHistory, require_matplotlib
 from lstm_plugins.cli import build_run
 
 RECOMMENDED: list[Any] = [

@@ -1,52 +1,29 @@
-"""The built-in techniques, each a module with a function face and a plugin class.
+"""The built-in techniques: each module holds a plugin class and its function face, paired by
+name as torchmetrics pairs them (``GradientClipping`` / ``gradient_clipping``), sharing one
+implementation.
 
-They use only the public hook API and are registered through the ``lstm_plugins`` entry-point
-group, exactly as a third-party technique is.
+They use only the public hook API and the core's toolkit, and are registered through the
+``lstm_plugins`` entry-point group, exactly as a third-party technique is. Helpers that are not
+part of a pair (histories, capture layers, statistics) stay importable from their module.
 """
 
-from lstm_plugins.plugins.activation_regularization import (
-    ActivationRegularization,
-    activation_regularization,
-    temporal_activation_regularization,
-)
-from lstm_plugins.plugins.adaptive_clipping import AdaptiveGradientClipping, adaptive_clip_gradients, unitwise_norm
-from lstm_plugins.plugins.auto_clipping import (
-    AutoClipping,
-    GradientNormHistory,
-    auto_clip_gradients,
-    clip_gradients_to_norm,
-    norm_percentile,
-)
-from lstm_plugins.plugins.dropout import Dropout, add_dropout
+from lstm_plugins.plugins.activation_regularization import ActivationRegularization, activation_regularization
+from lstm_plugins.plugins.adaptive_clipping import AdaptiveGradientClipping, adaptive_gradient_clipping
+from lstm_plugins.plugins.auto_clipping import AutoClipping, auto_clipping
+from lstm_plugins.plugins.dropout import Dropout, dropout
 from lstm_plugins.plugins.embedding_dropout import EmbeddingDropout, embedding_dropout
-from lstm_plugins.plugins.exploding_gradients import (
-    ExplodingGradientDetector,
-    GradientSpikeStatistics,
-    GradientSpikeWarning,
-    is_gradient_spike,
-)
-from lstm_plugins.plugins.gate_saturation import GateSaturation, gate_saturation, measure_gate_saturation
-from lstm_plugins.plugins.grad_norm import GradientNormMonitor, gradient_norms, total_gradient_norm
-from lstm_plugins.plugins.gradient_clipping import (
-    GradientClipping,
-    clip_gradients_by_norm,
-    clip_gradients_by_value,
-)
-from lstm_plugins.plugins.gradient_reach import (
-    GradientReach,
-    InputGradientCapture,
-    gradient_reach,
-    mean_step_profile,
-    measure_gradient_reach,
-    step_gradient_norms,
-)
-from lstm_plugins.plugins.initialization import Initialization, initialize_lstm
-from lstm_plugins.plugins.l2 import L2Penalty, l2_penalty, select_parameters
+from lstm_plugins.plugins.exploding_gradients import ExplodingGradients, GradientSpikeWarning, exploding_gradients
+from lstm_plugins.plugins.gate_saturation import GateSaturation, gate_saturation
+from lstm_plugins.plugins.grad_norm import GradientNorms, gradient_norms
+from lstm_plugins.plugins.gradient_clipping import GradientClipping, gradient_clipping
+from lstm_plugins.plugins.gradient_reach import GradientReach, gradient_reach
+from lstm_plugins.plugins.initialization import Initialization, initialization
+from lstm_plugins.plugins.l2 import L2Penalty, l2_penalty
 from lstm_plugins.plugins.locked_dropout import LockedDropout, locked_dropout
-from lstm_plugins.plugins.nonfinite_guard import NonFiniteGuard, NonFiniteStepError, gradients_are_finite
-from lstm_plugins.plugins.weight_decay import DecoupledWeightDecay, weight_decay_groups
-from lstm_plugins.plugins.weight_drop import WeightDrop, drop_connect
-from lstm_plugins.plugins.zoneout import Zoneout, ZoneoutRecurrence, zoneout_lstm
+from lstm_plugins.plugins.nonfinite_guard import NonFiniteGuard, NonFiniteStepError, non_finite_guard
+from lstm_plugins.plugins.weight_decay import DecoupledWeightDecay, decoupled_weight_decay
+from lstm_plugins.plugins.weight_drop import WeightDrop, weight_drop
+from lstm_plugins.plugins.zoneout import Zoneout, zoneout
 
 __all__ = [
     "ActivationRegularization",
@@ -55,15 +32,12 @@ __all__ = [
     "DecoupledWeightDecay",
     "Dropout",
     "EmbeddingDropout",
-    "ExplodingGradientDetector",
+    "ExplodingGradients",
     "GateSaturation",
     "GradientClipping",
-    "GradientNormHistory",
-    "GradientNormMonitor",
+    "GradientNorms",
     "GradientReach",
-    "GradientSpikeStatistics",
     "GradientSpikeWarning",
-    "InputGradientCapture",
     "Initialization",
     "L2Penalty",
     "LockedDropout",
@@ -71,33 +45,21 @@ __all__ = [
     "NonFiniteStepError",
     "WeightDrop",
     "Zoneout",
-    "ZoneoutRecurrence",
     "activation_regularization",
-    "adaptive_clip_gradients",
-    "auto_clip_gradients",
-    "add_dropout",
-    "clip_gradients_by_norm",
-    "clip_gradients_by_value",
-    "clip_gradients_to_norm",
-    "drop_connect",
+    "adaptive_gradient_clipping",
+    "auto_clipping",
+    "decoupled_weight_decay",
+    "dropout",
     "embedding_dropout",
+    "exploding_gradients",
     "gate_saturation",
+    "gradient_clipping",
     "gradient_norms",
     "gradient_reach",
-    "gradients_are_finite",
-    "initialize_lstm",
-    "is_gradient_spike",
+    "initialization",
     "l2_penalty",
     "locked_dropout",
-    "mean_step_profile",
-    "measure_gate_saturation",
-    "measure_gradient_reach",
-    "norm_percentile",
-    "select_parameters",
-    "step_gradient_norms",
-    "temporal_activation_regularization",
-    "total_gradient_norm",
-    "unitwise_norm",
-    "weight_decay_groups",
-    "zoneout_lstm",
+    "non_finite_guard",
+    "weight_drop",
+    "zoneout",
 ]

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from lstm_plugins import LSTMClassifier, hookimpl
-from lstm_plugins._config import ConfigError, validate_config
+from lstm_plugins.cli._config import ConfigError, validate_config
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule, read_ts
 from lstm_plugins.plugins import (
     ActivationRegularization,

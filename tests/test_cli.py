@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lstm_plugins import cli
-from lstm_plugins._config import DEFAULT_CONFIG, ConfigError, load_config, validate_config
+from lstm_plugins.cli._config import DEFAULT_CONFIG, ConfigError, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "trainer.enable_progress_bar=false", "--set", "trainer.logger=false",

@@ -6,7 +6,7 @@ import torch
 from conftest import quiet_trainer
 
 from lstm_plugins import LSTMClassifier
-from lstm_plugins._config import DEFAULT_CONFIG
+from lstm_plugins.cli._config import DEFAULT_CONFIG
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
 
 

@@ -12,7 +12,7 @@ import torch
 from conftest import quiet_trainer
 
 from lstm_plugins import LSTMClassifier, cli
-from lstm_plugins._plotting import MetricHistory
+from lstm_plugins.cli._plotting import MetricHistory
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

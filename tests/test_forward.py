@@ -6,7 +6,7 @@ from conftest import make_batch
 from torch.profiler import ProfilerActivity, profile
 
 from lstm_plugins import LSTMClassifier, last_step_summary, reverse_within_length_index, run_lstm
-from lstm_plugins._config import DEFAULT_CONFIG
+from lstm_plugins.cli._config import DEFAULT_CONFIG
 
 
 def test_reverse_within_length_index_is_an_involution():

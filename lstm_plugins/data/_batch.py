@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lstm_plugins.data._validate import as_label_array, as_sequence_arrays, concatenate
+from lstm_plugins.data._arrays import as_label_array, as_sequence_arrays, concatenate
 
 __all__ = [
     "PaddedSequenceDataset",

@@ -3,135 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from lstm_plugins.data._batch import PaddedSequenceDataset, collate_sequence_batch
 from lstm_plugins.data._ts import read_ts
-from lstm_plugins.data._validate import (
-    as_label_array,
-    as_sequence_arrays,
-    check_bool,
-    check_fraction,
-    check_int,
-    concatenate,
-)
+from lstm_plugins import validation as check
+from lstm_plugins.data._arrays import Split as _Split, as_label_array, as_sequence_arrays, concatenate
+from lstm_plugins.data._loaders import EpochShuffleSampler, ResumableDataLoader
 
 __all__ = ["SequenceDataModule"]
 
 _STD_FLOOR = 1e-8
-
-
-class _Split:
-    """Concatenated raw values of one split: ``values[offsets[i]:offsets[i + 1]]`` is sequence ``i``."""
-
-    def __init__(self, values: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> None:
-        self.values = values
-        self.lengths = lengths
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return int(self.lengths.shape[0])
-
-    def take(self, indices: np.ndarray) -> _Split:
-        """Sub-split of the sequences at sorted, unique ``indices`` (order preserved)."""
-        keep = np.zeros(len(self), dtype=bool)
-        keep[indices] = True
-        rows = np.repeat(keep, self.lengths)
-        return _Split(self.values[rows], self.lengths[keep], self.labels[keep])
-
-
-class EpochShuffleSampler(RandomSampler):
-    """A new permutation every epoch, drawn from ``(seed, epoch)`` alone.
-
-    Lightning calls ``set_epoch`` before each training epoch, so the order of epoch ``k`` is the
-    same in an uninterrupted run and in one resumed from a checkpoint, and drawing it consumes
-    nothing from the global random stream (dropout masks stay reproducible too). Being a
-    ``RandomSampler``, it is replaced by a shuffling ``DistributedSampler`` under DDP.
-
-    Example:
-        >>> sampler = EpochShuffleSampler(range(5), seed=0)
-        >>> first = list(sampler); sampler.set_epoch(1); second = list(sampler)
-        >>> sorted(first) == sorted(second) == [0, 1, 2, 3, 4], first != second
-        (True, True)
-    """
-
-    def __init__(self, data_source: Any, seed: int) -> None:
-        super().__init__(data_source)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
-
-
-class ResumableDataLoader(DataLoader):
-    """A ``DataLoader`` that Lightning can checkpoint in the middle of an epoch.
-
-    It counts the batches its current iterator has handed out (``state_dict``); after
-    ``load_state_dict`` its next iterator skips that many batches at the index level (no sample is
-    loaded), so a run resumed from a mid-epoch checkpoint continues with the batch it would have
-    trained on next. Lightning saves and restores the state of every training loader that has
-    ``state_dict``/``load_state_dict``; the sampler's order depends only on ``(seed, epoch)``, so
-    skipping the consumed batches lands on the same samples as the uninterrupted run.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._handed_out = 0
-        self._skip_next = 0
-        self._skipping = 0
-
-    @property
-    def _index_sampler(self) -> Any:  # read by the iterator when it is created or reset
-        sampler = super()._index_sampler
-        return _SkipFirst(sampler, self._skipping) if self._skipping else sampler
-
-    def __iter__(self) -> Iterator[Any]:
-        skip, self._skip_next = self._skip_next, 0
-        self._skipping = skip
-        try:
-            iterator = super().__iter__()
-        finally:
-            self._skipping = 0
-        self._handed_out = skip
-        for batch in iterator:
-            self._handed_out += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"batches_handed_out": self._handed_out}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        handed_out = int(state_dict.get("batches_handed_out", 0))
-        # A checkpoint from the epoch's last batch resumes at the next epoch: skip nothing.
-        self._skip_next = handed_out if 0 < handed_out < len(self) else 0
-
-
-class _SkipFirst:
-    """An index sampler without its first ``count`` items; ``len`` stays the full length."""
-
-    def __init__(self, sampler: Any, count: int) -> None:
-        self.sampler = sampler
-        self.count = count
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[Any]:
-        iterator = iter(self.sampler)
-        for _ in range(self.count):
-            next(iterator, None)
-        yield from iterator
 
 
 class SequenceDataModule(pl.LightningDataModule):
@@ -185,11 +73,11 @@ class SequenceDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        self.batch_size = check_int("batch_size", batch_size, minimum=1, what="a positive int")
-        self.num_workers = check_int("num_workers", num_workers, minimum=0, what="a non-negative int")
-        self.seed = check_int("seed", seed, minimum=0, what="a non-negative int")
-        self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.standardize = check_bool("standardize", standardize)
+        self.batch_size = check.int_at_least("batch_size", batch_size, 1)
+        self.num_workers = check.int_at_least("num_workers", num_workers, 0)
+        self.seed = check.int_at_least("seed", seed, 0)
+        self.val_fraction = check.probability("val_fraction", val_fraction)
+        self.standardize = check.boolean("standardize", standardize)
 
         train_arrays = as_sequence_arrays("train_sequences", train_sequences)
         labels = as_label_array(
@@ -265,7 +153,7 @@ class SequenceDataModule(pl.LightningDataModule):
                         f"Expected `class_names[{i}]` to be a str, but got {type(name).__name__}."
                     )
         if num_classes is not None:
-            count = check_int("num_classes", num_classes, minimum=2, what="an int >= 2")
+            count = check.int_at_least("num_classes", num_classes, 2)
         else:
             highest = int(train_labels.max())
             if test_labels is not None:
@@ -444,7 +332,7 @@ class SequenceDataModule(pl.LightningDataModule):
                 "Expected `state_dict` with `standardize`, `feature_mean` and `feature_std`, "
                 f"but got {error!r}."
             ) from None
-        standardize = check_bool("state_dict['standardize']", standardize)
+        standardize = check.boolean("state_dict['standardize']", standardize)
         expected = (self._num_features,)
         for key, array in (("feature_mean", mean), ("feature_std", std)):
             if array.shape != expected:

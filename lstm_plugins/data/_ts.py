@@ -8,7 +8,7 @@ from typing import Union
 
 import numpy as np
 
-from lstm_plugins.data._validate import check_int
+from lstm_plugins import validation as check
 
 __all__ = ["TsData", "read_ts"]
 
@@ -265,8 +265,8 @@ def read_ts(
         >>> [s.shape for s in data.sequences], data.labels.tolist(), data.class_names
         ([(3, 2), (1, 2)], [1, 0], ('a', 'b'))
     """
-    max_bytes = check_int("max_bytes", max_bytes, minimum=1, what="a positive int")
-    max_series = check_int("max_series", max_series, minimum=1, what="a positive int")
+    max_bytes = check.int_at_least("max_bytes", max_bytes, 1)
+    max_series = check.int_at_least("max_series", max_series, 1)
     name = os.fspath(path)
     size = os.stat(name).st_size
     if size > max_bytes:

@@ -30,6 +30,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
+from lstm_plugins.techniques.toolkit import log_due, log_step, parameters_with_gradients, total_gradient_norm
+
 __all__ = ["MetricHistory", "plot_run", "require_matplotlib"]
 
 _INSTALL_HINT = "pip install 'lstm-plugins[plot]'"
@@ -52,10 +54,8 @@ def require_matplotlib() -> Any:
 
 def _total_norm(module: torch.nn.Module) -> Tensor | None:
     """The global L2 norm of all gradients, as a device tensor (no synchronisation)."""
-    gradients = [p.grad for p in module.parameters() if p.grad is not None]
-    if not gradients:
-        return None
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients)))
+    parameters = parameters_with_gradients(module)
+    return total_gradient_norm(parameters) if parameters else None
 
 
 def _scalars(metrics: Mapping[str, Any], keep: Any) -> dict[str, float]:
@@ -128,12 +128,10 @@ class MetricHistory(Callback):
             self.clipping_threshold = float(clip_val)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        interval = trainer.log_every_n_steps
-        step = trainer.global_step
-        if not interval or step % interval:
+        if not log_due(trainer):  # the rows of Lightning's own logging
             self._pending = None
             return
-        self._pending = (step, _total_norm(pl_module))
+        self._pending = (log_step(trainer), _total_norm(pl_module))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._pending is None:

@@ -1,46 +1,13 @@
-"""Argument checks shared by the data modules (private)."""
+"""Sequences and labels as validated arrays (private): the data modules' input door."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "as_label_array",
-    "as_sequence_arrays",
-    "check_bool",
-    "check_fraction",
-    "check_int",
-    "concatenate",
-]
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {value.shape} and dtype {value.dtype}"
-    text = repr(value)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return text
-
-
-def check_int(name: str, value: Any, *, minimum: int, what: str) -> int:
-    """Return ``value`` as an ``int`` if it is an integer (not a bool) ``>= minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Expected `{name}` to be {what}, but got {_describe(value)}.")
-    if value < minimum:
-        raise ValueError(f"Expected `{name}` to be {what}, but got {value}.")
-    return int(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` if it is a ``bool``."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Expected `{name}` to be a bool, but got {_describe(value)}.")
-    return bool(value)
+__all__ = ["Split", "as_label_array", "as_sequence_arrays", "concatenate"]
 
 
 def as_sequence_arrays(name: str, sequences: Any) -> list[np.ndarray]:
@@ -131,20 +98,28 @@ def as_label_array(name: str, labels: Any, *, count: int, sequences_name: str) -
     return array.astype(np.int64, copy=True)
 
 
-def check_fraction(name: str, value: Any) -> float:
-    """Return ``value`` as a float in ``[0, 1)``."""
-    real = (int, float, np.integer, np.floating)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, real):
-        raise TypeError(f"Expected `{name}` to be a float in [0, 1), but got {_describe(value)}.")
-    result = float(value)
-    if not (math.isfinite(result) and 0.0 <= result < 1.0):
-        raise ValueError(f"Expected `{name}` to be a float in [0, 1), but got {value}.")
-    return result
-
-
 def concatenate(arrays: Sequence[np.ndarray], num_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Stack ``(length, F)`` arrays into one ``(sum(length), F)`` float32 array plus int64 lengths."""
     lengths = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=len(arrays))
     if not arrays:
         return np.zeros((0, num_features), dtype=np.float32), lengths
     return np.concatenate(arrays, axis=0).astype(np.float32, copy=False), lengths
+
+
+class Split:
+    """Concatenated raw values of one split: ``values[offsets[i]:offsets[i + 1]]`` is sequence ``i``."""
+
+    def __init__(self, values: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> None:
+        self.values = values
+        self.lengths = lengths
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def take(self, indices: np.ndarray) -> Split:
+        """Sub-split of the sequences at sorted, unique ``indices`` (order preserved)."""
+        keep = np.zeros(len(self), dtype=bool)
+        keep[indices] = True
+        rows = np.repeat(keep, self.lengths)
+        return Split(self.values[rows], self.lengths[keep], self.labels[keep])

@@ -1,7 +1,7 @@
 """The pluggy markers of the project ``lstm_plugins``.
 
 Techniques decorate their hook implementations with :data:`hookimpl`; the core decorates the
-specifications in :mod:`lstm_plugins.hookspecs` with :data:`hookspec`.
+specifications in :mod:`lstm_plugins.techniques.hookspecs` with :data:`hookspec`.
 """
 
 from __future__ import annotations

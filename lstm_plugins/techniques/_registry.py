@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Union
 
-from lstm_plugins._markers import PROJECT_NAME
-from lstm_plugins._technique import technique_name
+from lstm_plugins.techniques._markers import PROJECT_NAME
+from lstm_plugins.techniques._technique import technique_name
 
 BLOCK_ENVIRONMENT_VARIABLE = "LSTM_PLUGINS_BLOCK"
 """Comma-separated technique names that may not be used (``LSTM_PLUGINS_BLOCK=l2,dropout``)."""

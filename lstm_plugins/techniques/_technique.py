@@ -11,12 +11,16 @@ class Technique:
     """Base class for techniques: records constructor arguments and declares exclusivity.
 
     Subclassing is optional (any object with :data:`lstm_plugins.hookimpl` methods is a
-    technique), but it gives a technique three things:
+    technique), but it gives a technique four things:
 
     * ``config``: the arguments it was constructed with, so a model can save its stack as
       hyper-parameters and rebuild it from a checkpoint or a YAML file;
     * ``exclusive``: a slot name; two techniques of one model claiming the same slot are refused
       at construction (``"gradient_clipping"`` for clippers);
+    * ``state_dict()`` / ``load_state_dict(state)``: state that survives a checkpoint. The core
+      stores what ``state_dict()`` returns under the technique's name, checks on loading that the
+      stored keys and value types are those a fresh technique returns (a tampered or mismatched
+      state is refused, naming the technique and the key), then calls ``load_state_dict``;
     * a readable ``repr``.
 
     Example:
@@ -31,6 +35,8 @@ class Technique:
         ...         ...
         >>> GradientNoise(scale=0.1)
         GradientNoise(scale=0.1)
+        >>> GradientNoise().state_dict()
+        {}
     """
 
     name: ClassVar[str | None] = None
@@ -65,6 +71,17 @@ class Technique:
     def config(self) -> dict[str, Any]:
         """The constructor arguments, defaults included."""
         return dict(self.__dict__.get("_config", {}))
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to keep in checkpoints: plain data (tensors, numbers, strings, lists, dicts).
+
+        The default is stateless (``{}``). Return the same keys before and after training: the
+        core compares a stored state's keys and value types with a fresh technique's."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; raise ``ValueError`` for values that cannot
+        be right (the core adds the technique's name)."""
 
     @classmethod
     def description(cls) -> str:

@@ -43,7 +43,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         {"gradient_clipping": {"threshold": 1.0}},
         {"dropout": {"input": 0.1, "output": 0.3}},
         {"l2": {"weight": 1e-5}},
-        {"grad_norm": {"every_n_steps": 10}},
+        {"grad_norm": {"log_every_n_steps": 10}},
     ],
     "data": {"dataset": "japanese_vowels", "batch_size": 16, "val_fraction": 0.1},
     "trainer": {"max_epochs": 100, "accelerator": "auto", "devices": 1, "log_every_n_steps": 10},
@@ -111,7 +111,7 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
         >>> validate_config({"trainer": {"epochs": 1}})
         Traceback (most recent call last):
         ...
-        lstm_plugins._config.ConfigError: Unknown key(s) 'epochs' in `trainer`. Allowed keys: ...
+        lstm_plugins.cli._config.ConfigError: Unknown key(s) 'epochs' in `trainer`. Allowed keys: ...
     """
     config = _check_keys("config", config, _SECTIONS)
     seed = config.get("seed", 0)

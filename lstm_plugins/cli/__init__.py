@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lstm_plugins._config import (
+from lstm_plugins.cli._config import (
     DEFAULT_CONFIG,
     ConfigError,
     load_config,
@@ -102,7 +102,7 @@ def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[An
     import pytorch_lightning as pl
     import torch
 
-    from lstm_plugins._module import LSTMClassifier
+    from lstm_plugins.model import LSTMClassifier
     from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
 
     pl.seed_everything(config["seed"], workers=True, verbose=False)
@@ -118,7 +118,7 @@ def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[An
     model = LSTMClassifier(
         input_size=datamodule.num_features,
         num_classes=datamodule.num_classes,
-        plugins=config["techniques"],
+        techniques=config["techniques"],
         **config["model"],
     )
     trainer_options = {"deterministic": True, **config["trainer"]}
@@ -136,7 +136,7 @@ def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[An
     if every is not None and trainer_options.get("enable_checkpointing") is not False and not any(
         isinstance(callback, pl.callbacks.ModelCheckpoint) for callback in trainer_callbacks
     ):
-        from lstm_plugins._checkpointing import PeriodicCheckpoint
+        from lstm_plugins.training import PeriodicCheckpoint
 
         trainer_callbacks.append(PeriodicCheckpoint(every_n_epochs=every))
     if trainer_callbacks:
@@ -170,7 +170,7 @@ def _fit(arguments: argparse.Namespace) -> int:
         return 0
     history = None
     if arguments.plot:
-        from lstm_plugins._plotting import MetricHistory, require_matplotlib
+        from lstm_plugins.cli._plotting import MetricHistory, require_matplotlib
 
         require_matplotlib()  # fail before training, not after it
         history = MetricHistory()
@@ -183,7 +183,7 @@ def _fit(arguments: argparse.Namespace) -> int:
             print(format_results(model.test_results, datamodule.class_names))
             print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
     if history is not None and trainer.is_global_zero:
-        from lstm_plugins._plotting import plot_run
+        from lstm_plugins.cli._plotting import plot_run
 
         path = plot_run(history, arguments.plot, title=_plot_title(config))
         print(f"  plot written to {path}")
@@ -204,7 +204,7 @@ def _plot_title(config: dict[str, Any]) -> str:
 
 
 def _plugins() -> int:
-    from lstm_plugins._registry import BLOCK_ENVIRONMENT_VARIABLE, available_techniques
+    from lstm_plugins.techniques import BLOCK_ENVIRONMENT_VARIABLE, available_techniques
 
     listing = available_techniques()
     if not listing:

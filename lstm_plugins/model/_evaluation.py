@@ -1,0 +1,106 @@
+"""Validation, test and prediction: metrics from torchmetrics, the evaluation hooks around them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from torch import Tensor
+from torchmetrics import MeanMetric, Metric, MetricCollection
+
+from lstm_plugins.model._metrics import PER_CLASS_SUFFIX
+from lstm_plugins.techniques.toolkit import log_step
+from lstm_plugins.training._step_log import publish, to_host
+
+
+class EvaluationSteps(pl.LightningModule):
+    """The evaluation half of :class:`lstm_plugins.SequenceModel` (a mixin: the model calls
+    :meth:`build_evaluation` once). Metrics are computed with ``compute()``, which synchronises
+    them across processes, so every rank holds global values."""
+
+    task: Any
+    _hook: Any
+
+    def build_evaluation(self, extra_metrics: Mapping[str, Metric]) -> None:
+        metrics = self.task.metrics(extra_metrics)
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.val_loss = MeanMetric()
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.test_results: dict[str, Tensor] = {}
+        """Test metrics of the last ``Trainer.test`` (vectors included), on the CPU."""
+
+    def _predict(self, batch: Any) -> Tensor:
+        return self(batch.features, batch.lengths)
+
+    # --- validation -----------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._hook.on_evaluation_start(model=self, stage="validate")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        predictions = self._predict(batch)
+        self.val_loss.update(self.task.loss(predictions, batch.targets), weight=batch.targets.size(0))
+        self.val_metrics.update(predictions, batch.targets)
+
+    def on_validation_epoch_end(self) -> None:
+        try:
+            self._log_metrics(self.val_metrics, per_class=False, extra={"val/loss": self.val_loss})
+        finally:
+            self._hook.on_evaluation_end(model=self, stage="validate")
+
+    # --- test -------------------------------------------------------------------------------------
+
+    def on_test_epoch_start(self) -> None:
+        self._hook.on_evaluation_start(model=self, stage="test")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.test_metrics.update(self._predict(batch), batch.targets)
+
+    def on_test_epoch_end(self) -> None:
+        try:
+            results = self._log_metrics(self.test_metrics, per_class=True)
+            self.test_results = {name: value.detach().cpu() for name, value in results.items()}
+        finally:
+            self._hook.on_evaluation_end(model=self, stage="test")
+
+    # --- predict ----------------------------------------------------------------------------------
+
+    def on_predict_epoch_start(self) -> None:
+        self._hook.on_evaluation_start(model=self, stage="predict")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """The task's predictions for a :class:`lstm_plugins.data.SequenceBatch` (class scores
+        for a classifier, values for a regressor)."""
+        return self._predict(batch)
+
+    def on_predict_epoch_end(self) -> None:
+        self._hook.on_evaluation_end(model=self, stage="predict")
+
+    # --- logging ----------------------------------------------------------------------------------
+
+    def _log_metrics(
+        self, metrics: MetricCollection, per_class: bool, extra: Mapping[str, Metric] | None = None
+    ) -> dict[str, Tensor]:
+        results = metrics.compute()
+        metrics.reset()
+        for name, metric in (extra or {}).items():
+            results[name] = metric.compute()
+            metric.reset()
+        scalars = {name: value for name, value in results.items() if value.dim() == 0}
+        if per_class:
+            for name, value in results.items():
+                if name.endswith(PER_CLASS_SUFFIX):
+                    base = name[: -len(PER_CLASS_SUFFIX)]
+                    scalars.update({f"{base}/class_{i}": v for i, v in enumerate(value)})
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":
+            # Validation during fit: one host copy, handed over directly (self.log costs ~1 ms
+            # per value). Lightning discards what the sanity check logs; so does this.
+            if not trainer.sanity_checking and scalars:
+                publish(trainer, to_host(scalars), log_step(trainer))
+            return results
+        # validate() and test() return what was logged through Lightning. The values are already
+        # global; sync_dist averages identical copies (exact) and tells Lightning they are synced.
+        self.log_dict(scalars, sync_dist=True)
+        return results

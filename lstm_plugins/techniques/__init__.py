@@ -1,0 +1,38 @@
+"""The technique API: hook specifications, markers, the per-model manager, the registry, the
+:class:`Technique` base and the :mod:`toolkit` techniques share."""
+
+from lstm_plugins.techniques import hookspecs, toolkit
+from lstm_plugins.techniques._manager import TechniqueManager, TechniqueValidationError, build_technique_manager
+from lstm_plugins.techniques._markers import PROJECT_NAME, hookimpl, hookspec
+from lstm_plugins.techniques._registry import (
+    BLOCK_ENVIRONMENT_VARIABLE,
+    DISABLE_ENVIRONMENT_VARIABLE,
+    TechniqueInfo,
+    TechniqueSpec,
+    available_techniques,
+    load_technique,
+    resolve_technique,
+    technique_specs,
+)
+from lstm_plugins.techniques._technique import Technique, technique_name
+
+__all__ = [
+    "BLOCK_ENVIRONMENT_VARIABLE",
+    "DISABLE_ENVIRONMENT_VARIABLE",
+    "PROJECT_NAME",
+    "Technique",
+    "TechniqueInfo",
+    "TechniqueManager",
+    "TechniqueSpec",
+    "TechniqueValidationError",
+    "available_techniques",
+    "build_technique_manager",
+    "hookimpl",
+    "hookspec",
+    "hookspecs",
+    "load_technique",
+    "resolve_technique",
+    "technique_name",
+    "technique_specs",
+    "toolkit",
+]

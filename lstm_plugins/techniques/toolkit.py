@@ -1,0 +1,190 @@
+"""Services techniques share: the logging interval, gradients, parameter names.
+
+Every built-in technique uses these, and third-party techniques should too, so that values land
+on the same logger rows, norms are computed one way, and name patterns fail alike.
+
+Example:
+    >>> import torch
+    >>> from lstm_plugins import toolkit
+    >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([3.0, 4.0])
+    >>> toolkit.total_gradient_norm([w])
+    tensor(5.)
+    >>> toolkit.layer_of("lstm.weight_hh_l1_reverse")
+    'lstm.layer1_reverse'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "gradient_norms",
+    "is_bias",
+    "layer_of",
+    "log_due",
+    "log_step",
+    "match_names",
+    "parameters_with_gradients",
+    "total_gradient_norm",
+]
+
+
+# --- the logging interval ---------------------------------------------------------------------
+
+
+def log_step(trainer: Any) -> int:
+    """The step Lightning gives the loggers for training values logged now: the count of
+    batches that stepped the optimizer before this one (``global_step`` without accumulation)."""
+    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return int(getattr(epoch_loop, "_batches_that_stepped", trainer.global_step))
+
+
+def log_due(trainer: Any, every_n_steps: int | None = None) -> bool:
+    """Whether the current training step logs, on Lightning's own schedule.
+
+    Lightning's ``self.log`` writes a training row when ``(step + 1) % log_every_n_steps == 0``
+    (steps ``N - 1, 2N - 1, ...``), so this predicate puts a technique's values on the same rows.
+    It holds for a whole batch: from :func:`~lstm_plugins.techniques.hookspecs.transform_batch`
+    to :func:`~lstm_plugins.techniques.hookspecs.on_train_step_end`.
+
+    Args:
+        trainer: the Trainer (``model.trainer``); without one nothing is due.
+        every_n_steps: the technique's own interval; ``None`` uses the Trainer's
+            ``log_every_n_steps``. ``0`` (or a Trainer with ``log_every_n_steps=0``) never logs.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> trainer = SimpleNamespace(global_step=9, log_every_n_steps=10)
+        >>> log_due(trainer), log_due(trainer, every_n_steps=4)
+        (True, False)
+    """
+    if trainer is None:
+        return False
+    interval = trainer.log_every_n_steps if every_n_steps is None else every_n_steps
+    return bool(interval) and (log_step(trainer) + 1) % interval == 0
+
+
+# --- gradients ----------------------------------------------------------------------------------
+
+
+def parameters_with_gradients(source: Any) -> list[Tensor]:
+    """The parameters that have a gradient, from an optimizer (its ``param_groups``), a module,
+    or an iterable of parameters or ``(name, parameter)`` pairs.
+
+    Example:
+        >>> layer = torch.nn.Linear(2, 1); layer(torch.ones(1, 2)).sum().backward()
+        >>> len(parameters_with_gradients(layer)), len(parameters_with_gradients(torch.optim.SGD(layer.parameters(), 0.1)))
+        (2, 2)
+    """
+    if isinstance(source, torch.optim.Optimizer):
+        items: Iterable[Any] = (p for group in source.param_groups for p in group["params"])
+    elif isinstance(source, nn.Module):
+        items = source.parameters()
+    else:
+        items = source
+    parameters = []
+    for item in items:
+        parameter = item[1] if isinstance(item, tuple) else item
+        if parameter.grad is not None:
+            parameters.append(parameter)
+    return parameters
+
+
+def total_gradient_norm(parameters: Iterable[Tensor], norm_type: float = 2.0) -> Tensor:
+    """The p-norm of all gradients taken together, as a tensor on their device (no sync);
+    parameters without a gradient are skipped, and none gives ``0``.
+
+    Example:
+        >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([3.0, 4.0])
+        >>> total_gradient_norm([w], float("inf"))
+        tensor(4.)
+    """
+    gradients = [p.grad for p in parameters if p.grad is not None]
+    if not gradients:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients, norm_type)), norm_type)
+
+
+_LSTM_PARAMETER = re.compile(r"^(?P<module>.*?)(?:weight|bias)_(?:ih|hh)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+
+
+def layer_of(parameter_name: str) -> str:
+    """The layer a parameter belongs to: LSTM parameters by layer and direction, others by their
+    owning module.
+
+    Example:
+        >>> layer_of("lstm.weight_hh_l1_reverse"), layer_of("head.bias")
+        ('lstm.layer1_reverse', 'head')
+    """
+    match = _LSTM_PARAMETER.match(parameter_name)
+    if match:
+        return f"{match['module']}layer{match['layer']}{match['reverse'] or ''}"
+    return parameter_name.rpartition(".")[0] or parameter_name
+
+
+def gradient_norms(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], norm_type: float = 2.0, per_layer: bool = True
+) -> dict[str, Tensor]:
+    """The total gradient norm (``"total"``) and, optionally, one norm per :func:`layer_of` layer.
+
+    All norms come from one fused ``_foreach_norm`` call and stay on the device.
+
+    Example:
+        >>> lstm = torch.nn.LSTM(2, 3)
+        >>> lstm(torch.randn(4, 1, 2))[0].sum().backward()
+        >>> sorted(gradient_norms(lstm.named_parameters()))
+        ['layer0', 'total']
+    """
+    names, gradients = [], []
+    for name, parameter in named_parameters:
+        if parameter.grad is not None:
+            names.append(name)
+            gradients.append(parameter.grad)
+    if not gradients:
+        return {}
+    norms = torch._foreach_norm(gradients, norm_type)
+    result = {"total": torch.linalg.vector_norm(torch.stack(norms), norm_type)}
+    if per_layer:
+        layers: dict[str, list[Tensor]] = {}
+        for name, norm in zip(names, norms):
+            layers.setdefault(layer_of(name), []).append(norm)
+        for layer, layer_norms in layers.items():
+            result[layer] = torch.linalg.vector_norm(torch.stack(layer_norms), norm_type)
+    return result
+
+
+# --- parameter names ----------------------------------------------------------------------------
+
+
+def is_bias(parameter_name: str) -> bool:
+    """Whether a parameter is a bias (``head.bias``, ``lstm.bias_hh_l0``, ...)."""
+    return parameter_name.rpartition(".")[2].startswith("bias")
+
+
+def match_names(names: Sequence[str], patterns: Sequence[str], *, technique: str, argument: str) -> list[str]:
+    """The ``names`` matching any shell-style pattern (``"lstm.weight_*"``), in order.
+
+    A pattern that matches no name is a typo until proven otherwise: ``ValueError`` naming the
+    technique, the argument and the names that exist.
+
+    Example:
+        >>> match_names(["lstm.weight_ih_l0", "head.weight"], ["head.*"], technique="l2", argument="parameters")
+        ['head.weight']
+        >>> match_names(["head.weight"], ["haed.*"], technique="l2", argument="parameters")
+        Traceback (most recent call last):
+        ...
+        ValueError: Technique `l2`: `parameters` pattern(s) 'haed.*' match no parameter; parameter names are: head.weight.
+    """
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        raise ValueError(
+            f"Technique `{technique}`: `{argument}` pattern(s) {', '.join(map(repr, unmatched))} "
+            f"match no parameter; parameter names are: {', '.join(names)}."
+        )
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]

@@ -1,0 +1,160 @@
+"""What a checkpoint holds besides the weights: technique states and the random streams.
+
+Everything lives under ``checkpoint["lstm_plugins"]``::
+
+    {"techniques": [names, in stack order],
+     "state": {technique name: what its state_dict() returned},
+     "rng": {"cpu": ..., "cuda": [...]}}
+
+as plain data, so checkpoints load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lstm_plugins.techniques._hookcalls import name_technique
+from lstm_plugins.techniques._technique import technique_name
+
+CHECKPOINT_KEY = "lstm_plugins"
+
+
+def technique_state(technique: object) -> dict[str, Any]:
+    """``technique.state_dict()``, or ``{}`` for a technique without one."""
+    state_dict = getattr(technique, "state_dict", None)
+    if not callable(state_dict):
+        return {}
+    state = state_dict()
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"Technique `{technique_name(technique)}`: expected state_dict() to return a dict, "
+            f"but got {type(state).__name__}."
+        )
+    return dict(state)
+
+
+def save_state(model: Any, checkpoint: dict[str, Any]) -> None:
+    """Write every technique's state and the random streams into ``checkpoint``."""
+    states = {}
+    for technique in model.techniques:
+        state = technique_state(technique)
+        if state:
+            _check_plain(state, technique_name(technique), "")
+            states[technique_name(technique)] = state
+    rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    # The random stream, so dropout masks after a resume are those of an uninterrupted run.
+    checkpoint[CHECKPOINT_KEY] = {
+        "techniques": [technique_name(t) for t in model.techniques],
+        "state": states,
+        "rng": rng,
+    }
+
+
+def load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Restore every technique's state from ``checkpoint``; returns the saved random streams.
+
+    A technique the checkpoint was written without starts fresh. A stored state whose keys or
+    value types differ from those of the fresh technique is refused before anything is loaded,
+    naming the technique and the key.
+    """
+    stored = checkpoint.get(CHECKPOINT_KEY)
+    if stored is None:  # written by plain Lightning: no technique state, no random streams
+        return None
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("state", {}), Mapping):
+        raise ValueError(f"Checkpoint section `{CHECKPOINT_KEY}` is not a mapping of technique states.")
+    listed = stored.get("techniques") or []
+    states = stored.get("state", {})
+    loads = []
+    for technique in model.techniques:
+        name = technique_name(technique)
+        fresh = technique_state(technique)
+        saved = states.get(name)
+        if saved is None:
+            if fresh and name in listed:
+                raise ValueError(
+                    f"Checkpoint state of technique `{name}` is missing, although the checkpoint "
+                    "was written with the technique."
+                )
+            continue
+        _check_matches(fresh, saved, name, "")
+        loads.append((technique, name, saved))
+    for technique, name, saved in loads:
+        try:
+            technique.load_state_dict(saved)  # type: ignore[attr-defined]
+        except Exception as exc:
+            name_technique(exc, name, "load_state_dict")
+            raise
+    rng = stored.get("rng")
+    return rng if isinstance(rng, Mapping) else None
+
+
+def restore_rng(rng: Mapping[str, Any]) -> None:
+    """Set the random streams :func:`save_state` stored."""
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _where(technique: str, path: str) -> str:
+    return f"Checkpoint state of technique `{technique}`" + (f", key `{path}`" if path else "")
+
+
+def _check_plain(value: Any, technique: str, path: str) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{_where(technique, path)}: keys must be strings, but got {key!r}.")
+            _check_plain(item, technique, f"{path}.{key}" if path else key)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, technique, f"{path}[{index}]")
+    elif value is not None and not isinstance(value, (Tensor, bool, int, float, str)):
+        raise TypeError(
+            f"{_where(technique, path)}: expected plain data (tensors, numbers, strings, lists, "
+            f"dicts) so the checkpoint loads with weights_only=True, but got {type(value).__name__}."
+        )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"tensor of {value.dtype}"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return type(value).__name__
+
+
+def _check_matches(fresh: Any, saved: Any, technique: str, path: str) -> None:
+    """``saved`` has the keys and value kinds of ``fresh`` (an empty dict or a ``None`` in
+    ``fresh`` accepts anything plain: state that only exists once training has run)."""
+    if fresh is None or (isinstance(fresh, Mapping) and not fresh and isinstance(saved, Mapping)):
+        _check_plain(saved, technique, path)
+        return
+    if isinstance(fresh, Mapping):
+        if not isinstance(saved, Mapping):
+            raise ValueError(f"{_where(technique, path)}: expected a mapping, but got {_kind(saved)}.")
+        missing = [key for key in fresh if key not in saved]
+        if missing:
+            raise ValueError(f"{_where(technique, _join(path, missing[0]))} is missing.")
+        unexpected = [key for key in saved if key not in fresh]
+        if unexpected:
+            raise ValueError(f"{_where(technique, _join(path, str(unexpected[0])))} is not a key this technique stores.")
+        for key in fresh:
+            _check_matches(fresh[key], saved[key], technique, _join(path, key))
+        return
+    if _kind(fresh) != _kind(saved) and not (_kind(fresh) == "number" and _kind(saved) == "number"):
+        raise ValueError(f"{_where(technique, path)}: expected a {_kind(fresh)}, but got a {_kind(saved)}.")
+    _check_plain(saved, technique, path)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
