@@ -51,7 +51,7 @@ class Recipe:
 
     def plugins(self) -> list[Any]:
         """The library's technique objects, in the default stack's order."""
-        from lstm_plugins.plugins import Dropout, GradientClipping, GradientNormMonitor, L2Penalty
+        from lstm_plugins.plugins import Dropout, GradientClipping, GradientNorms, L2Penalty
 
         stack: list[Any] = []
         if self.clip is not None:
@@ -63,7 +63,7 @@ class Recipe:
         if self.l2 is not None:
             stack.append(L2Penalty(weight=self.l2))
         if self.grad_norm_every is not None:
-            stack.append(GradientNormMonitor(every_n_steps=self.grad_norm_every))
+            stack.append(GradientNorms(log_every_n_steps=self.grad_norm_every))
         return stack
 
 
@@ -78,7 +78,7 @@ def library_model(shape: Shape, recipe: Recipe, extra_plugins: Sequence[Any] = (
         bidirectional=shape.bidirectional,
         optimizer="adam",
         learning_rate=recipe.learning_rate,
-        plugins=[*recipe.plugins(), *extra_plugins],
+        techniques=[*recipe.plugins(), *extra_plugins],
     )
 
 

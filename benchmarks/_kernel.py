@@ -33,7 +33,7 @@ DEFAULT_STACK = {
     "gradient_clipping": {"threshold": 1.0},
     "dropout": {"input": 0.1, "output": 0.3},
     "l2": {"weight": 1e-5},
-    "grad_norm": {"every_n_steps": 1},
+    "grad_norm": {"log_every_n_steps": 1},
 }
 EXPECTED_UNFUSED = {"zoneout": "per-step recurrence by design; documented, warns once"}
 
@@ -108,7 +108,7 @@ def check(shape: Shape, plugins: list[Any], batches: list[Any], **model_options:
         torch.manual_seed(0)
         model = LSTMClassifier(
             input_size=shape.input_size, num_classes=shape.num_classes, hidden_size=shape.hidden_size,
-            num_layers=shape.num_layers, bidirectional=shape.bidirectional, plugins=plugins, **model_options,
+            num_layers=shape.num_layers, bidirectional=shape.bidirectional, techniques=plugins, **model_options,
         )
         quiet_trainer(max_steps=2, limit_val_batches=0, log_every_n_steps=1, callbacks=[recorder]).fit(
             model, train_dataloaders=TimedBatches(batches, 2)

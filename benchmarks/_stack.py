@@ -62,8 +62,8 @@ def recipe_from_config(config: dict[str, Any]) -> Recipe:
             fields["output_dropout"] = float(arguments.get("output", 0.0))
         elif name == "l2" and set(arguments) <= {"weight"}:
             fields["l2"] = float(arguments.get("weight", 1e-4))
-        elif name == "grad_norm" and set(arguments) <= {"every_n_steps"}:
-            fields["grad_norm_every"] = int(arguments.get("every_n_steps", 50))
+        elif name == "grad_norm" and set(arguments) <= {"log_every_n_steps"}:
+            fields["grad_norm_every"] = int(arguments.get("log_every_n_steps") or 50)
         else:
             raise SystemExit(
                 f"benchmarks: the default stack now has {spec!r}, which the hand-written loop does "

@@ -42,9 +42,9 @@ from lstm_plugins.plugins import (  # noqa: E402
     AutoClipping,
     DecoupledWeightDecay,
     Dropout,
-    ExplodingGradientDetector,
+    ExplodingGradients,
     GateSaturation,
-    GradientNormMonitor,
+    GradientNorms,
     GradientReach,
     Initialization,
     L2Penalty,
@@ -81,10 +81,10 @@ def full_stack() -> list[Any]:
         L2Penalty(1e-4, parameters=["head.*"]),
         DecoupledWeightDecay(0.01, exclude=["head.*"]),
         ActivationRegularization(alpha=0.5, beta=0.5),
-        GradientNormMonitor(every_n_steps=10),
-        ExplodingGradientDetector(),
-        GradientReach(every_n_steps=10),
-        GateSaturation(every_n_steps=10),
+        GradientNorms(log_every_n_steps=10),
+        ExplodingGradients(),
+        GradientReach(log_every_n_steps=10),
+        GateSaturation(log_every_n_steps=10),
         NonFiniteGuard(),
         AutoClipping(),  # a 10 000-norm ring buffer: the longest history of the stack
     ]
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     pl.seed_everything(0, verbose=False)
     model = LSTMClassifier(3, 3, hidden_size=8, bidirectional=True, optimizer="adamw", learning_rate=3e-3,
-                           plugins=full_stack())
+                           techniques=full_stack())
     sampler = SampleMemory(options.every)
     print(f"{options.steps} steps, hidden 8, batch 8, {len(model.techniques)} techniques, torch {torch.__version__}, "
           f"pytorch-lightning {pl.__version__}, {torch.get_num_threads()} thread(s)")

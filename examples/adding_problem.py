@@ -69,7 +69,7 @@ def train(arguments: argparse.Namespace, seed: int, learning_rate: float, clip: 
     )
     model = LSTMRegressor(
         2, hidden_size=arguments.hidden_size, optimizer=arguments.optimizer, learning_rate=learning_rate,
-        plugins=[GradientClipping(arguments.threshold)] if clip else [],
+        techniques=[GradientClipping(arguments.threshold)] if clip else [],
     )
     history, stopper = MetricHistory(), StopWhenSolved()
     steps_per_epoch = math.ceil(arguments.train_size / arguments.batch_size)

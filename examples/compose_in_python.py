@@ -24,7 +24,7 @@ from lstm_plugins import LSTMClassifier
 from lstm_plugins.cli._plotting import MetricHistory, plot_run, require_matplotlib
 from lstm_plugins.cli import format_results
 from lstm_plugins.data import JapaneseVowelsDataModule
-from lstm_plugins.plugins import Dropout, GradientClipping, GradientNormMonitor, L2Penalty
+from lstm_plugins.plugins import Dropout, GradientClipping, GradientNorms, L2Penalty
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,11 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         bidirectional=True,
         optimizer="adam",
         learning_rate=3e-3,
-        plugins=[                                   # within each hook, in this order
+        techniques=[                                   # within each hook, in this order
             GradientClipping(threshold=1.0),        # global L2 norm of all gradients <= 1
             Dropout(input=0.1, output=0.3),         # on the input sequence and before the head
             L2Penalty(weight=1e-5),                 # a named loss term, biases excluded
-            GradientNormMonitor(every_n_steps=10),  # total and per-layer norms, before clipping
+            GradientNorms(log_every_n_steps=10),  # total and per-layer norms, before clipping
         ],
     )
     history = MetricHistory()                       # what --plot draws

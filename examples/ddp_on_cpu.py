@@ -35,7 +35,7 @@ STACK = [
     {"gradient_clipping": {"threshold": 1.0}},
     {"dropout": {"input": 0.1, "output": 0.3}},
     {"l2": {"weight": 1e-5}},
-    {"grad_norm": {"every_n_steps": 10}},
+    {"grad_norm": {"log_every_n_steps": 10}},
 ]
 
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     datamodule = JapaneseVowelsDataModule(batch_size=16, seed=0)
     model = LSTMClassifier(
         datamodule.num_features, datamodule.num_classes, hidden_size=16 if arguments.smoke else 128,
-        bidirectional=True, learning_rate=3e-3, plugins=STACK,
+        bidirectional=True, learning_rate=3e-3, techniques=STACK,
     )
     trainer = pl.Trainer(
         accelerator=arguments.accelerator,

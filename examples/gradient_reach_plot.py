@@ -52,8 +52,8 @@ def first_step_task(count: int, seed: int, min_length: int, noise: float = 0.5) 
 def train(steps: int, seed: int, fraction: float) -> tuple[LSTMClassifier, LSTMClassifier, GradientReach]:
     """The untrained network (a copy) and the network after ``steps`` optimizer steps."""
     pl.seed_everything(seed, verbose=False)
-    monitor = GradientReach(every_n_steps=50, fraction=fraction)
-    model = LSTMClassifier(NUM_FEATURES, 2, hidden_size=32, learning_rate=2e-2, plugins=[monitor])
+    monitor = GradientReach(log_every_n_steps=50, fraction=fraction)
+    model = LSTMClassifier(NUM_FEATURES, 2, hidden_size=32, learning_rate=2e-2, techniques=[monitor])
     untrained = copy.deepcopy(model)
     data = first_step_task(64 * steps, seed=seed + 1, min_length=1)
     sequences = [data.features[i, : int(n)] for i, n in enumerate(data.lengths)]

@@ -12,7 +12,7 @@ One row of the table is one command per seed, for example, for seed 3::
     lstm-plugins fit --seed 3 --set techniques=[]    # the plain LSTM
     lstm-plugins fit --seed 3 --technique gradient_clipping:threshold=1.0 \
         --technique dropout:input=0.1,output=0.3 --technique l2:weight=1.0e-5 \
-        --technique grad_norm:every_n_steps=10 \
+        --technique grad_norm:log_every_n_steps=10 \
         --technique activation_regularization:alpha=1.0,beta=1.0       # the recommended stack
 
 The recommended stack is the default stack of ``lstm-plugins fit`` plus activation

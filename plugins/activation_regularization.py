@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lstm_plugins import Technique, hookimpl, valid_step_mask
+from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
+from lstm_plugins.model import valid_step_mask
 
 
 def _mean_over_valid_steps(values: Tensor, mask: Tensor) -> Tensor:

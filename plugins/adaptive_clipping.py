@@ -2,25 +2,26 @@
 
 Brock, De, Smith and Simonyan, "High-Performance Large-Scale Image Recognition Without
 Normalization", ICML 2021.
+
+:func:`adaptive_gradient_clipping` is the function face of :class:`AdaptiveGradientClipping`:
+both run the same implementation on the same gradients.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lstm_plugins import hookimpl
+from lstm_plugins import hookimpl, toolkit
 from lstm_plugins import validation as check
-from lstm_plugins.plugins._clipping_stats import ClippingTechnique
-from lstm_plugins.plugins.grad_norm import total_gradient_norm
+from lstm_plugins.plugins._clipping import ClippingTechnique
 
+_NAME = "adaptive_clipping"
 _GRADIENT_NORM_FLOOR = 1e-6  # as in the reference code: avoids dividing by a zero gradient norm
-
 
 def unitwise_norm(tensor: Tensor) -> Tensor:
     """The 2-norm of each unit of a parameter (or of its gradient), shaped to broadcast against it.
@@ -39,27 +40,6 @@ def unitwise_norm(tensor: Tensor) -> Tensor:
     if tensor.ndim > 1:
         return torch.linalg.vector_norm(tensor, dim=tuple(range(1, tensor.ndim)), keepdim=True)
     return torch.linalg.vector_norm(tensor)
-
-
-def _as_parameters(
-    named_or_plain_parameters: Iterable[Tensor] | Iterable[tuple[str, Tensor]], exclude: Sequence[str]
-) -> list[Tensor]:
-    parameters = []
-    for item in named_or_plain_parameters:
-        if isinstance(item, tuple):
-            name, parameter = item
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
-                continue
-        elif exclude:
-            raise TypeError(
-                "Expected `named_or_plain_parameters` to be (name, parameter) pairs when `exclude` "
-                f"is given, but got a {type(item).__name__}."
-            )
-        else:
-            parameter = item
-        if parameter.grad is not None:
-            parameters.append(parameter)
-    return parameters
 
 
 @torch.no_grad()
@@ -83,7 +63,14 @@ def _adaptive_clip(parameters: Sequence[Tensor], clipping: float, eps: float) ->
     return total, torch.stack(triggered).any()
 
 
-def adaptive_clip_gradients(
+def _excluded_names(names: Sequence[str], exclude: Sequence[str]) -> frozenset[str]:
+    """The names ``exclude`` matches; a pattern that matches none is refused (a typo)."""
+    if not exclude:
+        return frozenset()
+    return frozenset(toolkit.match_names(names, exclude, technique=_NAME, argument="exclude"))
+
+
+def adaptive_gradient_clipping(
     named_or_plain_parameters: Iterable[Tensor] | Iterable[tuple[str, Tensor]],
     clipping: float = 0.01,
     eps: float = 1e-3,
@@ -104,7 +91,8 @@ def adaptive_clip_gradients(
         clipping: the largest allowed ratio of a unit's gradient norm to its weight norm.
         eps: the smallest weight norm used in the bound, so zero-initialised units can move.
         exclude: shell-style patterns on parameter names left unclipped (needs named
-            parameters); the paper does not clip the final classifier layer (``["head.*"]``).
+            parameters); the paper does not clip the final classifier layer (``["head.*"]``). A
+            pattern that matches no name is refused, as a typo.
 
     Returns:
         The total 2-norm of the clipped parameters' gradients *before* clipping, as a tensor on
@@ -113,25 +101,30 @@ def adaptive_clip_gradients(
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([[3.0, 4.0], [0.3, 0.4]]))
         >>> w.grad = torch.tensor([[0.3, 0.4], [0.003, 0.0]])
-        >>> adaptive_clip_gradients([w], clipping=0.01)  # bounds: 0.05 and 0.005
+        >>> adaptive_gradient_clipping([w], clipping=0.01)  # bounds: 0.05 and 0.005
         tensor(0.5000)
         >>> w.grad  # row 0 (norm 0.5) scaled to 0.05; row 1 (norm 0.003) untouched
         tensor([[0.0300, 0.0400],
                 [0.0030, 0.0000]])
+        >>> adaptive_gradient_clipping([("weight", w)], exclude=["wieght"])
+        Traceback (most recent call last):
+        ...
+        ValueError: Technique `adaptive_clipping`: `exclude` pattern(s) 'wieght' match no parameter; parameter names are: weight.
     """
     clipping = check.positive_float("clipping", clipping)
     eps = check.positive_float("eps", eps)
-    parameters = _as_parameters(named_or_plain_parameters, tuple(exclude))
-    return _adaptive_clip(parameters, clipping, eps)[0]
-
-
-def _check_patterns(name: str, patterns: Any) -> tuple[str, ...]:
-    if isinstance(patterns, str) or not isinstance(patterns, Iterable):
-        raise TypeError(f"Expected `{name}` to be a list of name patterns, but got {patterns!r}.")
-    patterns = tuple(patterns)
-    if not all(isinstance(p, str) for p in patterns):
-        raise TypeError(f"Expected `{name}` to be a list of name patterns, but got {list(patterns)!r}.")
-    return patterns
+    exclude = check.name_patterns("exclude", exclude)
+    items = list(named_or_plain_parameters)
+    if exclude:
+        plain = [item for item in items if not isinstance(item, tuple)]
+        if plain:
+            raise TypeError(
+                "Expected `named_or_plain_parameters` to be (name, parameter) pairs when `exclude` "
+                f"is given, but got a {type(plain[0]).__name__}."
+            )
+        excluded = _excluded_names([name for name, _ in items], exclude)
+        items = [(name, parameter) for name, parameter in items if name not in excluded]
+    return _adaptive_clip(toolkit.parameters_with_gradients(items), clipping, eps)[0]
 
 
 class AdaptiveGradientClipping(ClippingTechnique):
@@ -139,31 +132,35 @@ class AdaptiveGradientClipping(ClippingTechnique):
 
     Each output row of a weight matrix (and each whole bias vector) is a unit; where a unit's
     gradient norm exceeds ``clipping * max(||W_unit||, eps)`` its gradient is scaled down to that
-    bound (see :func:`adaptive_clip_gradients`). Unlike a global threshold, the bound follows the
-    scale of the weights, so one value works across layers and through training.
+    bound (the implementation of :func:`adaptive_gradient_clipping`). Unlike a global threshold,
+    the bound follows the scale of the weights, so one value works across layers and through
+    training.
 
     Acts in the gradients-transform phase, after every gradient observer, on gradients that AMP has
     unscaled and DDP has averaged. It takes the ``gradient_clipping`` slot: a second clipper, or
     ``Trainer(gradient_clip_val=...)``, is refused, naming both. Every ``log_every_n_steps``
-    optimizer steps (default: the Trainer's ``log_every_n_steps``) it logs the pre-clip total
-    norm of all gradients as ``adaptive_clipping/pre_clip_norm`` and the fraction of optimizer
-    steps so far in which at least one unit was clipped as ``adaptive_clipping/clipped_fraction``.
+    optimizer steps (default: the Trainer's ``log_every_n_steps``; on Lightning's rows, steps
+    ``N - 1, 2N - 1, ...``) it logs the pre-clip total norm of all gradients as
+    ``adaptive_clipping/pre_clip_norm`` and the fraction of optimizer steps so far in which at
+    least one unit was clipped as ``adaptive_clipping/clipped_fraction``. The counts are kept in
+    checkpoints through :meth:`state_dict`.
 
     Args:
         clipping: the largest allowed ratio ``||G_unit|| / max(||W_unit||, eps)``; the paper
             uses 0.01 to 0.16, smaller for larger batches.
         eps: the smallest weight norm in the bound (the paper's 1e-3).
-        exclude: shell-style patterns on parameter names that are not clipped; ``None`` clips
-            every parameter. By default the classifier head, as in the paper. A pattern that
-            matches no parameter is an error when training starts.
-        log_every_n_steps: how often to log the pre-clip norm and the clipped fraction.
+        exclude: a list of shell-style patterns on parameter names that are not clipped; ``None``
+            clips every parameter. By default the classifier head, as in the paper. A pattern
+            that matches no parameter (a typo) is refused when training starts.
+        log_every_n_steps: how often to log the pre-clip norm and the clipped fraction; ``None``
+            uses the Trainer's ``log_every_n_steps``.
 
     Example:
         >>> AdaptiveGradientClipping(clipping=0.02)
         AdaptiveGradientClipping(clipping=0.02, eps=0.001, exclude=('head.*',), log_every_n_steps=None)
     """
 
-    name = "adaptive_clipping"
+    name = _NAME
     exclusive = "gradient_clipping"
 
     def __init__(
@@ -175,41 +172,35 @@ class AdaptiveGradientClipping(ClippingTechnique):
     ) -> None:
         self.clipping = check.positive_float("clipping", clipping)
         self.eps = check.positive_float("eps", eps)
-        self.exclude = () if exclude is None else _check_patterns("exclude", exclude)
+        self.exclude: tuple[str, ...] = () if exclude is None else tuple(check.name_patterns("exclude", exclude))
         self._init_clipping(log_every_n_steps)
-        self._excluded_names: frozenset[str] | None = None
+        self._excluded: frozenset[str] | None = None
 
-    def _resolve(self, model: nn.Module) -> frozenset[str]:
-        names = [name for name, _ in model.named_parameters()]
-        unmatched = [p for p in self.exclude if not any(fnmatch.fnmatchcase(n, p) for n in names)]
-        if unmatched:
-            raise ValueError(
-                f"Technique `{self.name}`: `exclude` pattern(s) {', '.join(map(repr, unmatched))} "
-                f"match no parameter; parameter names are: {', '.join(names)}."
-            )
-        excluded = frozenset(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in self.exclude))
+    def _resolve(self, model: Any) -> frozenset[str]:
+        names = [name for name, _ in model.cached_named_parameters()]
+        excluded = _excluded_names(names, self.exclude)
         if excluded and len(excluded) == len(names):
             raise ValueError(f"Technique `{self.name}`: `exclude` {list(self.exclude)!r} excludes every parameter.")
         return excluded
 
-    def _setup(self, model: Any, trainer: Any) -> None:
+    @hookimpl
+    def on_fit_setup(self, model: Any, trainer: Any) -> None:
+        super().on_fit_setup(model, trainer)
         # Resolved when training starts, so parameters other techniques added are covered.
-        self._excluded_names = self._resolve(model)
+        self._excluded = self._resolve(model)
 
     @hookimpl
     def transform_gradients(self, model: Any) -> None:
-        if self._excluded_names is None:
-            self._excluded_names = self._resolve(model)
+        if self._excluded is None:
+            self._excluded = self._resolve(model)
         clipped, excluded = [], []
         for name, parameter in model.cached_named_parameters():
             if parameter.grad is not None:
-                (excluded if name in self._excluded_names else clipped).append(parameter)
+                (excluded if name in self._excluded else clipped).append(parameter)
         if not clipped:
             return
         pre_clip_norm, triggered = _adaptive_clip(clipped, self.clipping, self.eps)
-        self._count_step(triggered)
-        if self._log_due(model):
-            if excluded:  # log the norm of all gradients, like the other clippers
-                rest = total_gradient_norm(excluded).to(pre_clip_norm.dtype)
-                pre_clip_norm = torch.sqrt(pre_clip_norm.square() + rest.square())
-            self._log_clipping(model, pre_clip_norm)
+        if excluded and self._log_due(model):  # log the norm of all gradients, like the other clippers
+            rest = toolkit.total_gradient_norm(excluded).to(pre_clip_norm.dtype)
+            pre_clip_norm = torch.sqrt(pre_clip_norm.square() + rest.square())
+        self._record(model, pre_clip_norm, triggered)

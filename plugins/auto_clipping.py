@@ -2,32 +2,23 @@
 
 Seetharaman, Wichern, Pardo and Le Roux, "AutoClip: Adaptive Gradient Clipping for Source
 Separation Networks", IEEE MLSP 2020.
+
+:func:`auto_clipping` is the function face of :class:`AutoClipping`: both run the same
+implementation on the same gradients.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lstm_plugins import hookimpl
+from lstm_plugins import hookimpl, toolkit
 from lstm_plugins import validation as check
-from lstm_plugins.plugins._clipping_stats import ClippingTechnique
-from lstm_plugins.plugins.grad_norm import normalize_norm_type, total_gradient_norm
-
-
-def check_percentile(name: str, value: Any) -> float:
-    """A percentile in (0, 100]."""
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"Expected `{name}` to be a float in (0, 100], but got {value!r}.")
-    value = float(value)
-    if not (0.0 < value <= 100.0):
-        raise ValueError(f"Expected `{name}` to be a float in (0, 100], but got {value!r}.")
-    return value
+from lstm_plugins.plugins._clipping import ClippingTechnique
 
 
 def norm_percentile(values: Tensor, percentile: float) -> Tensor:
@@ -119,15 +110,24 @@ class GradientNormHistory:
         return norm_percentile(self.buffer[: self.filled], percentile)
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain data for a checkpoint: the valid buffer (on the CPU), ``filled``, ``position``, ``size``."""
-        values = torch.zeros(0) if self.buffer is None else self.buffer[: self.filled].detach().cpu().clone()
+        """Plain data for a checkpoint: the valid buffer (a float32 CPU tensor, empty before the
+        first norm), ``filled``, ``position`` and ``size``; the same keys and kinds either way.
+
+        Example:
+            >>> GradientNormHistory(4).state_dict()
+            {'values': tensor([]), 'filled': 0, 'position': 0, 'size': 4}
+        """
+        if self.buffer is None:
+            values = torch.zeros(0, dtype=torch.float32)
+        else:
+            values = self.buffer[: self.filled].detach().cpu().clone()
         return {"values": values, "filled": self.filled, "position": self.position, "size": self.size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`. A history saved with another ``size`` keeps its newest norms."""
         values = torch.as_tensor(state["values"], dtype=torch.float32).flatten()
         filled, position, size = int(state["filled"]), int(state["position"]), int(state["size"])
-        if values.numel() != filled or not (0 <= position < max(size, 1)) or filled > size:
+        if size < 1 or values.numel() != filled or not (0 <= position < size) or filled > size:
             raise ValueError(
                 f"Inconsistent gradient-norm history in checkpoint: {values.numel()} values, "
                 f"filled={filled}, position={position}, size={size}."
@@ -146,7 +146,7 @@ class GradientNormHistory:
         self.buffer = buffer.to(device)
 
 
-def clip_gradients_to_norm(parameters: Iterable[Tensor], max_norm: Tensor | float, total_norm: Tensor) -> Tensor:
+def scale_gradients_to_norm(parameters: Iterable[Tensor], max_norm: Tensor | float, total_norm: Tensor) -> Tensor:
     """Scale gradients whose total norm exceeds a (tensor) bound down to it; no host sync.
 
     The math of ``torch.nn.utils.clip_grad_norm_`` (multiply every gradient by
@@ -157,7 +157,7 @@ def clip_gradients_to_norm(parameters: Iterable[Tensor], max_norm: Tensor | floa
 
     Example:
         >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([3.0, 4.0])
-        >>> clip_gradients_to_norm([w], torch.tensor(1.0), torch.tensor(5.0)), w.grad
+        >>> scale_gradients_to_norm([w], torch.tensor(1.0), torch.tensor(5.0)), w.grad
         (tensor(True), tensor([0.6000, 0.8000]))
     """
     gradients = [p.grad for p in parameters if p.grad is not None]
@@ -176,15 +176,15 @@ def clip_gradients_to_norm(parameters: Iterable[Tensor], max_norm: Tensor | floa
 def _auto_clip(
     parameters: list[Tensor], history: GradientNormHistory, percentile: float, norm_type: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    total = total_gradient_norm(parameters, norm_type)
+    total = toolkit.total_gradient_norm(parameters, norm_type)
     history.append(total)
     threshold = history.percentile(percentile)
-    clipped = clip_gradients_to_norm(parameters, threshold, total)
+    clipped = scale_gradients_to_norm(parameters, threshold, total)
     return total, threshold, clipped
 
 
-def auto_clip_gradients(
-    parameters: Iterable[Tensor], history: GradientNormHistory, percentile: float = 10.0, norm_type: float = 2.0
+def auto_clipping(
+    parameters: Any, history: GradientNormHistory, percentile: float = 10.0, norm_type: float = 2.0
 ) -> Tensor:
     """AutoClip one step: record the total norm, clip to the percentile of the history.
 
@@ -192,21 +192,28 @@ def auto_clip_gradients(
     gradients down to ``history.percentile(percentile)`` when they exceed it (the current norm is
     part of the history, as in the paper). Returns the pre-clip total norm, on the device.
 
+    Args:
+        parameters: an iterable of parameters (or ``(name, parameter)`` pairs), a module or an
+            optimizer; parameters without a gradient are skipped (none: nothing is recorded).
+        history: the norms of the previous steps; this step's norm is appended to it.
+        percentile: p in (0, 100] of the threshold.
+        norm_type: p of the total p-norm; ``inf`` (or ``"inf"``) for the largest absolute value.
+
     Example:
         >>> history = GradientNormHistory(100)
         >>> w = torch.zeros(2, requires_grad=True)
         >>> for gradient in ([0.3, 0.4], [3.0, 4.0]):
         ...     w.grad = torch.tensor(gradient)
-        ...     pre_clip = auto_clip_gradients([w], history, percentile=50.0)
+        ...     pre_clip = auto_clipping([w], history, percentile=50.0)
         >>> pre_clip, history.values(), w.grad  # clipped to the median of [0.5, 5.0]
         (tensor(5.), tensor([0.5000, 5.0000]), tensor([1.6500, 2.2000]))
     """
-    percentile = check_percentile("percentile", percentile)
-    norm_type = normalize_norm_type("norm_type", norm_type)
-    parameters = [p for p in parameters if p.grad is not None]
-    if not parameters:
+    percentile = check.percentile("percentile", percentile)
+    norm_type = check.norm_type("norm_type", norm_type)
+    with_gradients = toolkit.parameters_with_gradients(parameters)
+    if not with_gradients:
         return torch.zeros(())
-    return _auto_clip(parameters, history, percentile, norm_type)[0]
+    return _auto_clip(with_gradients, history, percentile, norm_type)[0]
 
 
 class AutoClipping(ClippingTechnique):
@@ -221,21 +228,25 @@ class AutoClipping(ClippingTechnique):
     Acts in the gradients-transform phase, after every gradient observer, on gradients that AMP has
     unscaled and DDP has averaged. It takes the ``gradient_clipping`` slot: a second clipper, or
     ``Trainer(gradient_clip_val=...)``, is refused, naming both. Every ``log_every_n_steps``
-    optimizer steps (default: the Trainer's ``log_every_n_steps``) it logs
-    ``auto_clipping/pre_clip_norm``, ``auto_clipping/threshold`` and
-    ``auto_clipping/clipped_fraction`` (the fraction of optimizer steps so far that were scaled).
-    The history and the counts are kept in checkpoints, so a resumed run clips exactly as an
-    uninterrupted one would.
+    optimizer steps (default: the Trainer's ``log_every_n_steps``; on Lightning's rows, steps
+    ``N - 1, 2N - 1, ...``) it logs ``auto_clipping/pre_clip_norm``, ``auto_clipping/threshold``
+    and ``auto_clipping/clipped_fraction`` (the fraction of optimizer steps so far that were
+    scaled). The history and the counts are kept in checkpoints through :meth:`state_dict`, so a
+    resumed run clips exactly as an uninterrupted one would. It clips as :func:`auto_clipping`
+    does (one implementation).
 
     Args:
         percentile: p in (0, 100]; the paper reports p = 10 works across tasks.
         history_size: how many recent norms the percentile is taken over; the oldest are dropped.
         norm_type: p of the total p-norm; ``inf`` for the largest absolute value.
-        log_every_n_steps: how often to log.
+        log_every_n_steps: how often to log; ``None`` uses the Trainer's ``log_every_n_steps``.
 
     Example:
-        >>> AutoClipping(percentile=5)
+        >>> clipper = AutoClipping(percentile=5)
+        >>> clipper
         AutoClipping(percentile=5, history_size=10000, norm_type=2.0, log_every_n_steps=None)
+        >>> sorted(clipper.state_dict()), sorted(clipper.state_dict()["history"])
+        (['clipped_steps', 'history', 'steps'], ['filled', 'position', 'size', 'values'])
     """
 
     name = "auto_clipping"
@@ -248,26 +259,27 @@ class AutoClipping(ClippingTechnique):
         norm_type: float = 2.0,
         log_every_n_steps: int | None = None,
     ) -> None:
-        self.percentile = check_percentile("percentile", percentile)
+        self.percentile = check.percentile("percentile", percentile)
         self.history_size = check.positive_int("history_size", history_size)
-        self.norm_type = normalize_norm_type("norm_type", norm_type)
+        self.norm_type = check.norm_type("norm_type", norm_type)
         self._init_clipping(log_every_n_steps)
         self.history = GradientNormHistory(self.history_size)
 
     @hookimpl
     def transform_gradients(self, model: Any, optimizer: torch.optim.Optimizer) -> None:
-        parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        parameters = toolkit.parameters_with_gradients(optimizer)
         if not parameters:
             return
         pre_clip_norm, threshold, clipped = _auto_clip(parameters, self.history, self.percentile, self.norm_type)
-        self._count_step(clipped)
-        if self._log_due(model):
-            self._log_clipping(model, pre_clip_norm, threshold=threshold)
+        self._record(model, pre_clip_norm, clipped, threshold=threshold)
 
-    def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "history": self.history.state_dict()}
+    def state_dict(self) -> dict[str, Any]:
+        """The counts of :class:`ClippingTechnique` and the norm ``history``
+        (:meth:`GradientNormHistory.state_dict`), the same keys before and after training."""
+        return {**super().state_dict(), "history": self.history.state_dict()}
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        super()._load_state(state)
-        if "history" in state:
-            self.history.load_state_dict(state["history"])
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        history = GradientNormHistory(self.history_size)
+        history.load_state_dict(state["history"])  # checked before anything is replaced
+        super().load_state_dict(state)
+        self.history = history

@@ -10,20 +10,21 @@ from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 
 
-def add_dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, output: float = 0.0) -> None:
+def dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, output: float = 0.0) -> None:
     """Insert dropout into a model with ``input_layers``, ``lstm`` and ``output_layers``, in place.
 
     * ``input``: element-wise dropout on the ``(batch, time, features)`` input sequence;
     * ``between_layers``: ``torch.nn.LSTM``'s own dropout on the outputs of every layer but the
       last, so the LSTM stays on its fused kernel (needs ``num_layers >= 2``);
-    * ``output``: dropout on the sequence summary before the classification head.
+    * ``output``: dropout on the sequence summary before the head.
 
-    All three are identity in ``eval()`` mode.
+    All three are identity in ``eval()`` mode. This is what :class:`Dropout` does when the model
+    is built.
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
         >>> model = LSTMClassifier(12, 9, num_layers=2)
-        >>> add_dropout(model, between_layers=0.25, output=0.5)
+        >>> dropout(model, between_layers=0.25, output=0.5)
         >>> model.lstm.dropout, model.output_layers
         (0.25, Sequential(
           (0): Dropout(p=0.5, inplace=False)
@@ -48,8 +49,9 @@ def add_dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, out
 class Dropout(Technique):
     """Dropout on the input sequence, between stacked LSTM layers and before the head.
 
-    Inserted once when the model is built; the LSTM stays ``torch.nn.LSTM`` on its fused kernel.
-    A new mask is drawn every training step; all dropout is off in ``eval()`` mode.
+    Inserted once when the model is built (:func:`dropout`); the LSTM stays ``torch.nn.LSTM`` on
+    its fused kernel. A new mask is drawn every training step; all dropout is off in ``eval()``
+    mode.
 
     Args:
         input: probability of zeroing an input feature at a time step.
@@ -58,8 +60,13 @@ class Dropout(Technique):
         output: probability of zeroing a unit of the sequence summary before the head.
 
     Example:
+        >>> from lstm_plugins import LSTMClassifier
         >>> Dropout(input=0.1, output=0.3)
         Dropout(input=0.1, between_layers=0.0, output=0.3)
+        >>> LSTMClassifier(12, 9, techniques=[Dropout(input=0.1)]).input_layers
+        Sequential(
+          (0): Dropout(p=0.1, inplace=False)
+        )
     """
 
     name = "dropout"
@@ -70,5 +77,5 @@ class Dropout(Technique):
         self.output = check.probability("output", output)
 
     @hookimpl
-    def configure_model(self, model: Any) -> None:
-        add_dropout(model, self.input, self.between_layers, self.output)
+    def configure_network(self, model: Any) -> None:
+        dropout(model, self.input, self.between_layers, self.output)

@@ -51,7 +51,7 @@ class EmbeddingDropout(Technique):
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
-        >>> model = LSTMClassifier(16, 2, num_embeddings=100, plugins=[EmbeddingDropout(0.1)])
+        >>> model = LSTMClassifier(16, 2, num_embeddings=100, techniques=[EmbeddingDropout(0.1)])
         >>> model.embedding.weight_transform
         Sequential(
           (0): WholeWordDropout(p=0.1)
@@ -64,7 +64,7 @@ class EmbeddingDropout(Technique):
         self.probability = check.probability("probability", probability)
 
     @hookimpl
-    def configure_model(self, model: Any) -> None:
+    def configure_network(self, model: Any) -> None:
         if model.embedding is None:
             raise ValueError(
                 f"Technique `{self.name}` needs token inputs: build the model with `num_embeddings`."

@@ -13,7 +13,7 @@ layer whose norm rose most relative to its own mean.
 
 Nothing here reads a tensor on the host: the statistics, the spike count and the first spike's
 step and layer stay on the device, and :meth:`GradientSpikeStatistics.summary` reads them in one
-transfer when asked (the plugin asks on its interval).
+transfer when asked (the technique asks on its logging steps and at epoch ends).
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from lstm_plugins import Technique, hookimpl
+from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
-from lstm_plugins.plugins.grad_norm import layer_of
 
 __all__ = [
-    "ExplodingGradientDetector",
+    "ExplodingGradients",
     "GradientSpikeStatistics",
     "GradientSpikeWarning",
     "SpikeSummary",
-    "is_gradient_spike",
+    "exploding_gradients",
 ]
 
 # Floor of a norm before the log, so an all-zero gradient has a finite (very low) log norm; its
@@ -47,7 +46,13 @@ class GradientSpikeWarning(UserWarning):
     """Issued once per fit when the total gradient norm spikes."""
 
 
-def is_gradient_spike(
+def _spike_test(excess: Tensor, variance: Tensor, threshold: float, min_ratio: float) -> tuple[Tensor, Tensor]:
+    """The spike flag of a log norm ``excess`` over the running mean, and the bound it is held to."""
+    bound = (threshold * variance.clamp_min(0).sqrt()).clamp_min(math.log(min_ratio))
+    return ~(excess <= bound), bound  # NaN and +inf included
+
+
+def exploding_gradients(
     log_norm: Tensor, mean: Tensor, variance: Tensor, threshold: float, min_ratio: float
 ) -> Tensor:
     """Whether ``log_norm`` is a spike against a running ``mean``/``variance`` of log norms.
@@ -55,17 +60,16 @@ def is_gradient_spike(
     A spike lies more than ``threshold`` standard deviations above the mean *and* more than
     ``log(min_ratio)`` above it (the norm is at least ``min_ratio`` times the geometric mean);
     a non-finite norm is always one. Returns a bool tensor on the inputs' device (no sync).
+    :class:`GradientSpikeStatistics` applies this rule every step.
 
     Example:
         >>> mean, variance = torch.tensor(0.0), torch.tensor(0.25)   # std 0.5 in log space
-        >>> is_gradient_spike(torch.tensor([1.0, 3.5, math.inf]).log(), mean, variance, 4.0, 3.0)
+        >>> exploding_gradients(torch.tensor([1.0, 3.5, math.inf]).log(), mean, variance, 4.0, 3.0)
         tensor([False, False,  True])
-        >>> is_gradient_spike(torch.tensor(10.0).log(), mean, variance, 4.0, 3.0)
+        >>> exploding_gradients(torch.tensor(10.0).log(), mean, variance, 4.0, 3.0)
         tensor(True)
     """
-    excess = log_norm - mean
-    bound = torch.maximum(threshold * variance.clamp_min(0).sqrt(), torch.full_like(mean, math.log(min_ratio)))
-    return (excess > bound) | ~torch.isfinite(log_norm)
+    return _spike_test(log_norm - mean, variance, threshold, min_ratio)[0]
 
 
 class SpikeSummary(NamedTuple):
@@ -86,11 +90,10 @@ class SpikeSummary(NamedTuple):
 class GradientSpikeStatistics:
     """Running statistics of the log total and per-layer gradient norms, with spike detection.
 
-    The plain face of :class:`ExplodingGradientDetector`, for your own training loop: call
-    :meth:`update` with :func:`lstm_plugins.plugins.gradient_norms` of every step (before
-    clipping), or :meth:`update_from_parameters` with the named parameters, and :meth:`summary`
-    now and then. Every update is a fixed handful of device operations and never reads a value
-    on the host.
+    The plain face of :class:`ExplodingGradients` for your own training loop: call :meth:`update`
+    with :func:`lstm_plugins.toolkit.gradient_norms` of every step (before clipping), or
+    :meth:`update_from_parameters` with the named parameters, and :meth:`summary` now and then.
+    Every update is a fixed handful of device operations and never reads a value on the host.
 
     Args:
         threshold: standard deviations of the log norm above its running mean for a spike.
@@ -124,8 +127,6 @@ class GradientSpikeStatistics:
         self._tensors: dict[str, Tensor] = {}
         self._layouts: dict[tuple[str, ...], tuple[list[str], Tensor]] = {}
 
-    # --- state on the device ------------------------------------------------------------------
-
     def _initialise(self, layer_names: list[str], device: torch.device) -> None:
         self.layer_names = list(layer_names)
         self._tensors = {
@@ -147,7 +148,7 @@ class GradientSpikeStatistics:
         """Feed one step's gradient norms; returns whether it was a spike (a device bool tensor).
 
         ``norms`` maps ``"total"`` to the total norm and each layer name to that layer's norm, as
-        :func:`lstm_plugins.plugins.gradient_norms` returns them; the layers are those of the
+        :func:`lstm_plugins.toolkit.gradient_norms` returns them; the layers are those of the
         first call, and a layer missing at a later step counts as a zero norm.
         """
         total = norms["total"].detach().float()
@@ -160,22 +161,22 @@ class GradientSpikeStatistics:
 
     def update_from_parameters(self, named_parameters: Any, step: int) -> Tensor:
         """:meth:`update` from ``model.named_parameters()``: one fused norm over the gradients
-        and one ``index_add`` per step (layers grouped as
-        :func:`lstm_plugins.plugins.grad_norm.layer_of` groups them). Returns the spike flag."""
+        and one ``index_add`` per step (layers as :func:`lstm_plugins.toolkit.layer_of` groups
+        them). Returns the spike flag."""
         named = [(name, p) for name, p in named_parameters if p.requires_grad]
         present = [(name, p.grad) for name, p in named if p.grad is not None]
         if not present:
             return torch.zeros((), dtype=torch.bool)
         device = present[0][1].device
         if not self._tensors:
-            self._initialise(list(dict.fromkeys(layer_of(name) for name, _ in named)), device)
+            self._initialise(list(dict.fromkeys(toolkit.layer_of(name) for name, _ in named)), device)
         key = tuple(name for name, _ in present)
         layout = self._layouts.get(key)
         if layout is None or layout[1].device != device:
             # Built once per set of parameters with gradients: a host-to-device copy, not a read.
             known = {layer: index for index, layer in enumerate(self.layer_names)}
-            kept = [name for name in key if layer_of(name) in known]
-            index = torch.tensor([known[layer_of(name)] for name in kept], device=device)
+            kept = [name for name in key if toolkit.layer_of(name) in known]
+            index = torch.tensor([known[toolkit.layer_of(name)] for name in kept], device=device)
             layout = self._layouts[key] = (kept, index)
         kept, index = layout
         gradients = dict(present)
@@ -192,13 +193,10 @@ class GradientSpikeStatistics:
         mean, variance, layer_mean = state["mean"], state["variance"], state["layer_mean"]
         excess = log_norm - mean
         layer_rise = log_layers - layer_mean
-        warm = self.observed_steps >= self.warmup_steps
-        if warm:
-            bound = (variance.sqrt() * self.threshold).clamp_min(math.log(self.min_ratio))
-            if self.non_finite_is_spike:
-                spike = ~(excess <= bound)  # NaN and +inf norms included
-            else:
-                spike = (excess > bound) & torch.isfinite(excess)
+        if self.observed_steps >= self.warmup_steps:
+            spike, bound = _spike_test(excess, variance, self.threshold, self.min_ratio)
+            if not self.non_finite_is_spike:
+                spike = spike & torch.isfinite(excess)
             # The first spike's step, layer and ratios, recorded on the device.
             first = spike & (state["first_step"] < 0)
             state["first_step"].masked_fill_(first, step)
@@ -209,20 +207,19 @@ class GradientSpikeStatistics:
                 details = torch.stack((excess.new_full((), -1.0), excess, excess))
             state["first"].copy_(torch.where(first, details, state["first"]))
             state["spikes"].add_(spike)
+            # A spike (an infinite norm included) enters the statistics clamped to the bound,
+            # so they still follow a lasting rise.
+            excess, layer_rise = torch.minimum(excess, bound), torch.minimum(layer_rise, bound)
         else:
-            bound = None
             spike = torch.zeros((), dtype=torch.bool, device=log_norm.device)
 
         # Exact running mean/variance at first, then an exponential moving average (West's
-        # update). A spike (an infinite norm included) enters clamped to the spike bound, so the
-        # statistics still follow a lasting rise; a NaN norm does not enter.
+        # update); a NaN norm does not enter.
         alpha = max(1.0 / (self.observed_steps + 1), 1.0 - self.decay)
-        delta = excess if bound is None else torch.minimum(excess, bound)
-        delta = delta.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+        delta = excess.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
         mean.add_(delta, alpha=alpha)
         variance.add_(delta.square(), alpha=alpha).mul_(1.0 - alpha)
-        layer_delta = layer_rise if bound is None else torch.minimum(layer_rise, bound)
-        layer_mean.add_(layer_delta.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0), alpha=alpha)
+        layer_mean.add_(layer_rise.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0), alpha=alpha)
         self.observed_steps += 1
         return spike
 
@@ -242,10 +239,9 @@ class GradientSpikeStatistics:
             int(spikes), int(first_step), layer, _exp(log_ratio), _exp(log_layer_ratio) if layer is not None else None,
         )
 
-    # --- checkpoint ---------------------------------------------------------------------------
-
     def state_dict(self) -> dict[str, Any]:
-        """Plain data (CPU tensors, numbers, strings) for a checkpoint."""
+        """Plain data (CPU tensors, numbers, strings) for a checkpoint; the same keys before
+        and after the first update (``tensors`` is empty until then)."""
         return {
             "observed_steps": self.observed_steps,
             "layer_names": list(self.layer_names),
@@ -254,9 +250,17 @@ class GradientSpikeStatistics:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; tensors move to the gradients' device on use."""
+        tensors = dict(state["tensors"])
+        layer_names = list(state["layer_names"])
+        expected = {"mean", "variance", "layer_mean", "spikes", "first_step", "first"}
+        if tensors and (set(tensors) != expected or not all(isinstance(v, Tensor) for v in tensors.values())
+                        or tensors["layer_mean"].shape != (len(layer_names),)):
+            raise ValueError("The stored gradient-spike statistics do not match their layer names.")
+        if int(state["observed_steps"]) < 0:
+            raise ValueError(f"Expected `observed_steps` to be a non-negative int, but got {state['observed_steps']!r}.")
         self.observed_steps = int(state["observed_steps"])
-        self.layer_names = list(state["layer_names"])
-        self._tensors = {key: value.clone() for key, value in state["tensors"].items()}
+        self.layer_names = layer_names
+        self._tensors = {key: value.clone() for key, value in tensors.items()}
         self._layouts = {}
 
     def to(self, device: torch.device) -> GradientSpikeStatistics:
@@ -266,30 +270,33 @@ class GradientSpikeStatistics:
         return self
 
 
-class ExplodingGradientDetector(Technique):
+class ExplodingGradients(Technique):
     """Warns once when the total gradient norm spikes, naming the step and the layer.
 
     Observes every step in the gradients-ready phase (after DDP's reduction and AMP's unscaling,
-    before clipping) and keeps, on the device, running statistics of the log total norm and of
-    each layer's log norm (see :class:`GradientSpikeStatistics`). After ``warmup_steps`` a step
-    whose norm lies more than ``threshold`` standard deviations (in log space) above the running
-    mean, and is at least ``min_ratio`` times the running geometric mean, is a spike; so is a
-    non-finite norm, except under an AMP loss scaler (whose overflow steps are routine). The spike flag is read on the host only every ``check_every_n_steps``
-    optimizer steps and at the end of each training epoch; the first time a spike is found a
-    :class:`GradientSpikeWarning` is issued (on rank 0) with the step, the ratio and the layer
-    whose norm rose most relative to its own running mean. ``exploding_gradients/spikes`` (the
-    count so far) is logged on the same interval. The statistics are saved in checkpoints.
+    before clipping) and feeds :class:`GradientSpikeStatistics` on the device; after
+    ``warmup_steps``, :func:`exploding_gradients` decides spikes (a non-finite norm is not one
+    under an AMP loss scaler, whose overflow steps are routine). The spike flag is read on the
+    host only on the logging steps (:func:`lstm_plugins.toolkit.log_due`) and at epoch ends; the
+    first spike found issues one :class:`GradientSpikeWarning` (on rank 0) with the step, the
+    ratio and the layer whose norm rose most against its own running mean.
+    ``exploding_gradients/spikes`` (the count so far) is logged on the same steps. The
+    statistics and whether the warning was issued are kept in checkpoints (:meth:`state_dict`).
 
     Args:
         threshold: standard deviations of the log norm above its running mean for a spike.
         min_ratio: a spike's norm is also at least this times the running geometric mean.
         warmup_steps: steps that only feed the statistics (norms fall fast early in training).
-        check_every_n_steps: how often the spike flag is read and the count logged.
+        log_every_n_steps: read the spike flag and log the count on optimizer steps
+            ``N - 1, 2N - 1, ...``; ``None`` uses the Trainer's ``log_every_n_steps``.
         decay: decay of the moving averages (a window of about ``1 / (1 - decay)`` steps).
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
-        >>> model = LSTMClassifier(12, 9, plugins=[ExplodingGradientDetector(warmup_steps=100)])
+        >>> detector = ExplodingGradients(warmup_steps=100)
+        >>> model = LSTMClassifier(12, 9, techniques=[detector])
+        >>> sorted(detector.state_dict())
+        ['layer_names', 'observed_steps', 'reported', 'tensors']
     """
 
     name = "exploding_gradients"
@@ -299,7 +306,7 @@ class ExplodingGradientDetector(Technique):
         threshold: float = 6.0,
         min_ratio: float = 4.0,
         warmup_steps: int = 50,
-        check_every_n_steps: int = 50,
+        log_every_n_steps: int | None = None,
         decay: float = 0.98,
     ) -> None:
         self.threshold = check.positive_float("threshold", threshold)
@@ -307,7 +314,7 @@ class ExplodingGradientDetector(Technique):
         if self.min_ratio <= 1.0:
             raise ValueError(f"Expected `min_ratio` to be a float above 1, but got {self.min_ratio!r}.")
         self.warmup_steps = check.positive_int("warmup_steps", warmup_steps)
-        self.check_every_n_steps = check.positive_int("check_every_n_steps", check_every_n_steps)
+        self.log_every_n_steps = check.optional_positive_int("log_every_n_steps", log_every_n_steps)
         self.decay = check.probability("decay", decay)
         self.statistics = GradientSpikeStatistics(self.threshold, self.min_ratio, self.warmup_steps, self.decay)
         self.reported = False
@@ -322,9 +329,8 @@ class ExplodingGradientDetector(Technique):
 
     @hookimpl
     def on_gradients_ready(self, model: Any) -> None:
-        step = model.trainer.global_step
-        self.statistics.update_from_parameters(model.cached_named_parameters(), step)
-        if step % self.check_every_n_steps == 0:
+        self.statistics.update_from_parameters(model.cached_named_parameters(), model.trainer.global_step)
+        if toolkit.log_due(model.trainer, self.log_every_n_steps):
             model.log_step_values({"exploding_gradients/spikes": self.statistics.spikes})
             self._report()
 
@@ -333,7 +339,7 @@ class ExplodingGradientDetector(Technique):
         self._report()
 
     def _report(self) -> None:
-        """The one host read (on the interval and at epoch ends), until the spike is reported."""
+        """The one host read (on the logging steps and at epoch ends), until the spike is reported."""
         if self.reported:
             return
         summary = self.statistics.summary()
@@ -342,48 +348,30 @@ class ExplodingGradientDetector(Technique):
         self.reported = True
         rank_zero_warn(spike_message(summary), category=GradientSpikeWarning)
 
-    # --- checkpoint ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.statistics.state_dict(), "reported": self.reported}
 
-    @hookimpl
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = self.statistics.state_dict()
-        state["reported"] = self.reported
-        checkpoint["lstm_plugins"]["state"][self.name] = state
-
-    @hookimpl
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("lstm_plugins", {}).get("state", {}).get(self.name)
-        if state is None:
-            return
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.statistics.load_state_dict(state)
-        self.reported = bool(state.get("reported", False))
+        self.reported = bool(state["reported"])
 
 
 def _exp(value: float) -> float:
     return math.inf if value > 700 else math.exp(value)  # NaN stays NaN
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
+def _ratio(value: float | None, what: str) -> str:
+    return f"{value:.3g}x {what}" if value is not None and math.isfinite(value) else "not finite"
 
 
 def spike_message(summary: SpikeSummary) -> str:
     """The warning's text for a summary that has a first spike."""
-    total = (
-        f"{summary.first_ratio:.3g}x its running geometric mean"
-        if _finite(summary.first_ratio)
-        else "not finite"
-    )
     layer = ""
     if summary.first_layer is not None:
-        rise = (
-            f"{summary.first_layer_ratio:.3g}x its running mean"
-            if _finite(summary.first_layer_ratio)
-            else "not finite"
-        )
+        rise = _ratio(summary.first_layer_ratio, "its running mean")
         layer = f"; the largest rise was in `{summary.first_layer}` ({rise})"
     return (
-        f"Exploding gradients: at step {summary.first_step} the total gradient norm was {total}{layer}. "
-        f"{summary.spikes} spike(s) "
+        f"Exploding gradients: at step {summary.first_step} the total gradient norm was "
+        f"{_ratio(summary.first_ratio, 'its running geometric mean')}{layer}. {summary.spikes} spike(s) "
         "so far; later spikes are counted in `exploding_gradients/spikes` without further warnings."
     )

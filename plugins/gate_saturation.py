@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lstm_plugins import Technique, gather_time, hookimpl, reverse_within_length_index, valid_step_mask
+from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
+from lstm_plugins.model import gather_time, reverse_within_length_index, valid_step_mask
 
 __all__ = ["GateSaturation", "gate_saturation", "measure_gate_saturation"]
 
@@ -67,7 +68,7 @@ def gate_saturation(
         inputs: ``(batch, time, input_size)`` zero-padded input of the first layer.
         lengths: ``(batch,)`` valid lengths.
         margin: a gate activation below ``margin`` or above ``1 - margin`` is saturated.
-        weights: replacement for ``lstm._flat_weights`` (as in :func:`lstm_plugins.run_lstm`).
+        weights: replacement for ``lstm._flat_weights`` (as in :func:`lstm_plugins.model.run_lstm`).
 
     Returns:
         ``{"layer{k}[_reverse]/input": fraction, "layer{k}[_reverse]/forget": fraction}``: scalar
@@ -113,40 +114,41 @@ def gate_saturation(
 
 
 class GateSaturation(Technique):
-    """Logs, every N steps, the fraction of saturated input- and forget-gate activations per layer.
+    """Logs, on the logging steps, the fraction of saturated input- and forget-gate activations
+    per layer.
 
-    After optimizer steps ``0, N, 2N, ...`` the batch's features go through the embedding (token
-    models) and ``model.input_layers`` in eval mode (no input dropout) and :func:`gate_saturation` recomputes every layer's gates
-    with the LSTM's current weights (weight transforms applied in eval mode, no inter-layer
-    dropout), under ``torch.no_grad()``: the figures describe the network as it would run at
-    evaluation, on a training batch. Logged as ``gate_saturation/layer{k}[_reverse]/input`` and
-    ``.../forget``, device tensors handed to the logger, so nothing is synchronised; steps in
-    between cost one integer comparison.
+    After the optimizer step of the logging steps (:func:`lstm_plugins.toolkit.log_due`: optimizer
+    steps ``N - 1, 2N - 1, ...``, the rows of Lightning's ``self.log``; once per optimizer step
+    under gradient accumulation, on its last micro-batch) the batch's features go through the
+    embedding (token models) and ``model.input_layers`` in eval mode (no input dropout) and
+    :func:`gate_saturation` recomputes every layer's gates with the LSTM's updated weights (weight
+    transforms applied in eval mode, no inter-layer dropout), under ``torch.no_grad()``: the
+    figures describe the network as it would run at evaluation, on a training batch. Logged as
+    ``gate_saturation/layer{k}[_reverse]/input`` and ``.../forget``, device tensors handed to the
+    logger, so nothing is synchronised; steps in between cost one integer comparison.
 
     Args:
-        every_n_steps: measure after optimizer steps ``0, N, 2N, ...``.
+        log_every_n_steps: measure after optimizer steps ``N - 1, 2N - 1, ...``; ``None`` uses
+            the Trainer's ``log_every_n_steps``.
         margin: an activation below ``margin`` or above ``1 - margin`` counts as saturated.
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
-        >>> model = LSTMClassifier(12, 9, plugins=[GateSaturation(every_n_steps=20, margin=0.1)])
+        >>> model = LSTMClassifier(12, 9, techniques=[GateSaturation(log_every_n_steps=20, margin=0.1)])
     """
 
     name = "gate_saturation"
 
-    def __init__(self, every_n_steps: int = 50, margin: float = 0.05) -> None:
-        self.every_n_steps = check.positive_int("every_n_steps", every_n_steps)
+    def __init__(self, log_every_n_steps: int | None = None, margin: float = 0.05) -> None:
+        self.log_every_n_steps = check.optional_positive_int("log_every_n_steps", log_every_n_steps)
         self.margin = check.positive_float("margin", margin)
         if self.margin >= 0.5:
             raise ValueError(f"Expected `margin` to be a float in (0, 0.5), but got {self.margin!r}.")
-        self._measured_after: int | None = None
 
     @hookimpl
-    def on_train_batch_end(self, model: Any, batch: Any) -> None:
-        done = model.trainer.global_step  # optimizer steps completed, this batch's included
-        if done == 0 or (done - 1) % self.every_n_steps or done == self._measured_after:
-            return  # not due, or due but measured already (gradient accumulation)
-        self._measured_after = done
+    def on_train_step_end(self, model: Any, batch: Any) -> None:
+        if not toolkit.log_due(model.trainer, self.log_every_n_steps):
+            return
         fractions = measure_gate_saturation(model, batch.features, batch.lengths, self.margin)
         model.log_step_values({f"gate_saturation/{key}": value for key, value in fractions.items()})
 

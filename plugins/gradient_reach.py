@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstm_plugins import Technique, hookimpl, reverse_within_length_index, valid_step_mask
+from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
+from lstm_plugins.model import reverse_within_length_index, valid_step_mask
 
 __all__ = [
     "GradientReach",
@@ -101,11 +102,9 @@ class GradientReachResult(NamedTuple):
     """The gradient reach in steps (int64 scalar)."""
 
 
-def _track(tensor: Tensor, store: Any) -> Tensor:
-    """``tensor`` as one that requires grad, with a hook handing its gradient to ``store``."""
-    tracked = tensor.view_as(tensor) if tensor.requires_grad else tensor.detach().requires_grad_(True)
-    tracked.register_hook(store)
-    return tracked
+def _tracked(tensor: Tensor) -> Tensor:
+    """``tensor`` as a tensor whose own gradient autograd computes (a view, or a detached leaf)."""
+    return tensor.view_as(tensor) if tensor.requires_grad else tensor.detach().requires_grad_(True)
 
 
 def measure_gradient_reach(
@@ -113,8 +112,8 @@ def measure_gradient_reach(
 ) -> GradientReachResult:
     """The gradient reach of a model (:class:`~lstm_plugins.LSTMClassifier` or alike) on one batch.
 
-    Takes the gradient of the model's task loss (``model.task_loss``, else cross-entropy) with
-    respect to the LSTM's input (the output of ``model.input_layers``) with
+    Takes the gradient of the model's task loss (``model.task.loss``; cross-entropy for a model
+    without a task) with respect to the LSTM's input (the output of ``model.input_layers``) with
     :func:`torch.autograd.grad`, so no parameter's ``.grad`` changes. Runs in the model's current
     mode (``model.train()`` keeps dropout on).
 
@@ -129,11 +128,11 @@ def measure_gradient_reach(
     captured: list[Tensor] = []
 
     def keep_input(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
-        tracked = output.view_as(output) if output.requires_grad else output.detach().requires_grad_(True)
-        captured.append(tracked)
-        return tracked
+        captured.append(_tracked(output))
+        return captured[-1]
 
-    task_loss = getattr(model, "task_loss", None) or F.cross_entropy
+    task = getattr(model, "task", None)
+    task_loss = F.cross_entropy if task is None else task.loss
     handle = model.input_layers.register_forward_hook(keep_input)
     try:
         with torch.enable_grad():
@@ -169,7 +168,9 @@ class InputGradientCapture(nn.Module):
         if not (self.armed and self.training and torch.is_grad_enabled()):
             return features
         self.tracked = True
-        return _track(features, self._store)
+        tracked = _tracked(features)
+        tracked.register_hook(self._store)
+        return tracked
 
     def _store(self, gradient: Tensor) -> None:
         self.gradient = gradient.detach()
@@ -189,17 +190,18 @@ class InputGradientCapture(nn.Module):
 
 
 class GradientReach(Technique):
-    """Logs how many steps back the loss gradient reaches into each sequence, every N steps.
+    """Logs how many steps back the loss gradient reaches into each sequence, on the logging steps.
 
     At construction an :class:`InputGradientCapture` layer is appended last to
-    ``model.input_layers`` (``trylast``, so after every other input layer). On optimizer steps
-    ``0, N, 2N, ...`` (and the first step of each fit) it keeps the gradient of the optimized
-    loss with respect to the LSTM's input; in the gradients-ready phase the norms per time step
-    are aligned at each sequence's last valid step, averaged over the batch, and summarised by
-    :func:`gradient_reach`, logged as ``gradient_reach/steps``. The profile is copied to the host
-    on those steps only, as :attr:`last_profile`, for plotting. Other steps run the plain forward
-    pass (one boolean test); capture steps compute the same loss and parameter gradients, and
-    the LSTM stays on its fused kernel either way.
+    ``model.input_layers`` (``trylast``, so after every other input layer). On the logging steps
+    (:func:`lstm_plugins.toolkit.log_due`: optimizer steps ``N - 1, 2N - 1, ...``, the rows of
+    Lightning's ``self.log``) the capture is armed before the forward pass and keeps the gradient
+    of the optimized loss with respect to the LSTM's input; in the gradients-ready phase the
+    norms per time step are aligned at each sequence's last valid step, averaged over the batch,
+    and summarised by :func:`gradient_reach`, logged as ``gradient_reach/steps``. The profile is
+    copied to the host on those steps only, as :attr:`last_profile`, for plotting. Other steps
+    run the plain forward pass (one boolean test); capture steps compute the same loss and
+    parameter gradients, and the LSTM stays on its fused kernel either way.
 
     The reach is a ratio, so AMP's loss scale does not change it (the profile is in units of the
     scaled loss). With gradient accumulation the first micro-batch of a step is measured; under
@@ -209,23 +211,24 @@ class GradientReach(Technique):
     keeps.
 
     Args:
-        every_n_steps: measure on optimizer steps ``0, N, 2N, ...``.
+        log_every_n_steps: measure on optimizer steps ``N - 1, 2N - 1, ...``; ``None`` uses the
+            Trainer's ``log_every_n_steps``.
         fraction: the reach counts the steps whose mean gradient norm stays above ``fraction``
             times its value at the last step.
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
-        >>> model = LSTMClassifier(12, 9, plugins=[GradientReach(every_n_steps=20)])
+        >>> model = LSTMClassifier(12, 9, techniques=[GradientReach(log_every_n_steps=20)])
         >>> model.input_layers
         Sequential(
-          (0): InputGradientCapture(armed=True)
+          (0): InputGradientCapture(armed=False)
         )
     """
 
     name = "gradient_reach"
 
-    def __init__(self, every_n_steps: int = 50, fraction: float = 0.01) -> None:
-        self.every_n_steps = check.positive_int("every_n_steps", every_n_steps)
+    def __init__(self, log_every_n_steps: int | None = None, fraction: float = 0.01) -> None:
+        self.log_every_n_steps = check.optional_positive_int("log_every_n_steps", log_every_n_steps)
         self.fraction = check.probability("fraction", fraction)
         if self.fraction == 0:
             raise ValueError(f"Expected `fraction` to be a float in (0, 1), but got {fraction!r}.")
@@ -239,39 +242,45 @@ class GradientReach(Technique):
         """The optimizer step of the last measurement."""
 
     @hookimpl(trylast=True)
-    def configure_model(self, model: Any) -> None:
+    def configure_network(self, model: Any) -> None:
         self.capture = InputGradientCapture()
+        self.capture.armed = False  # armed by transform_batch on the logging steps
         model.input_layers.append(self.capture)
 
     @hookimpl
     def on_fit_setup(self) -> None:
         if self.capture is not None:
             self.capture.take()
-            self.capture.armed = True
+            self.capture.armed = False
         self._lengths = None
 
     @hookimpl
-    def loss_terms(self, batch: Any) -> None:
+    def transform_batch(self, model: Any) -> None:
         capture = self.capture
-        if capture is not None and capture.armed and capture.tracked:
-            # This forward pass was captured: keep its lengths, and leave the other
-            # micro-batches of this optimizer step alone.
-            self._lengths = batch.lengths
-            capture.armed = False
+        # Armed for the first micro-batch of a logging step only: once its lengths are recorded,
+        # the other micro-batches of the step run the plain forward pass.
+        if capture is not None and self._lengths is None:
+            capture.armed = toolkit.log_due(model.trainer, self.log_every_n_steps)
         return None
+
+    @hookimpl
+    def on_loss_computed(self, batch: Any) -> None:
+        capture = self.capture
+        if capture is not None and capture.armed:
+            if capture.tracked:  # this forward pass was captured: keep its lengths
+                self._lengths = batch.lengths
+            capture.armed = False
 
     @hookimpl
     def on_gradients_ready(self, model: Any) -> None:
         capture = self.capture
         if capture is None:
             return
-        step = model.trainer.global_step
         gradient, lengths, self._lengths = capture.take(), self._lengths, None
         if gradient is not None and lengths is not None:
             profile = mean_step_profile(step_gradient_norms(gradient, lengths), lengths)
             reach = gradient_reach(profile, lengths, self.fraction)
             model.log_step_values({"gradient_reach/steps": reach})
-            self.last_profile = profile.cpu()  # the only host copies, on capture steps
+            self.last_profile = profile.cpu()  # the only host copies, on logging steps
             self.last_reach = int(reach)
-            self.last_step = step
-        capture.armed = (step + 1) % self.every_n_steps == 0
+            self.last_step = model.trainer.global_step

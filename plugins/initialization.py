@@ -11,7 +11,7 @@ from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 
 
-def initialize_lstm(lstm: nn.LSTM, forget_bias: float | None = 1.0, orthogonal_hidden: bool = True) -> None:
+def initialization(lstm: nn.LSTM, forget_bias: float | None = 1.0, orthogonal_hidden: bool = True) -> None:
     """Set the forget-gate bias and make each gate's hidden-to-hidden block orthogonal, in place.
 
     ``torch.nn.LSTM`` orders gates ``i, f, g, o`` and adds two biases; the forget-gate slice of
@@ -21,7 +21,7 @@ def initialize_lstm(lstm: nn.LSTM, forget_bias: float | None = 1.0, orthogonal_h
 
     Example:
         >>> lstm = torch.nn.LSTM(3, 4)
-        >>> initialize_lstm(lstm, forget_bias=1.0)
+        >>> initialization(lstm, forget_bias=1.0)
         >>> (lstm.bias_ih_l0 + lstm.bias_hh_l0)[4:8].tolist()
         [1.0, 1.0, 1.0, 1.0]
     """
@@ -43,15 +43,21 @@ class Initialization(Technique):
     A positive forget-gate bias makes the LSTM remember by default early in training
     (Gers et al. 2000; Jozefowicz et al. 2015 found 1.0 closes most of the gap to the best
     architectures); orthogonal recurrent matrices keep the recurrent Jacobian well-conditioned
-    at the start (Saxe et al. 2014).
+    at the start (Saxe et al. 2014). Applied with :func:`initialization` when the model is
+    built, before every other technique's :func:`~lstm_plugins.techniques.hookspecs.configure_network`
+    (``tryfirst``), so techniques that wrap or read weights see the initialised ones.
 
     Args:
         forget_bias: the forget gate's total bias; ``None`` leaves biases as they are.
         orthogonal_hidden: draw each gate's hidden-to-hidden block orthogonal.
 
     Example:
+        >>> from lstm_plugins import LSTMClassifier
         >>> Initialization(forget_bias=2.0)
         Initialization(forget_bias=2.0, orthogonal_hidden=True)
+        >>> model = LSTMClassifier(12, 9, hidden_size=4, techniques=[Initialization(forget_bias=2.0)])
+        >>> (model.lstm.bias_ih_l0 + model.lstm.bias_hh_l0)[4:8].tolist()
+        [2.0, 2.0, 2.0, 2.0]
     """
 
     name = "initialization"
@@ -67,5 +73,5 @@ class Initialization(Technique):
 
     # First, so techniques that wrap or inspect weights see the initialised ones.
     @hookimpl(tryfirst=True)
-    def configure_model(self, model: Any) -> None:
-        initialize_lstm(model.lstm, self.forget_bias, self.orthogonal_hidden)
+    def configure_network(self, model: Any) -> None:
+        initialization(model.lstm, self.forget_bias, self.orthogonal_hidden)

@@ -2,46 +2,55 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lstm_plugins import Technique, hookimpl
+from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
-
-
-def is_bias(parameter_name: str) -> bool:
-    """Whether a parameter is a bias (``head.bias``, ``lstm.bias_hh_l0``, ...)."""
-    return parameter_name.rpartition(".")[2].startswith("bias")
 
 
 def select_parameters(
     named_parameters: Iterable[tuple[str, nn.Parameter]],
     include_biases: bool = False,
     patterns: Sequence[str] | None = None,
+    *,
+    technique: str = "l2",
 ) -> list[tuple[str, nn.Parameter]]:
-    """The trainable parameters an L2 term covers.
+    """The trainable parameters an L2 term covers, in order.
 
     Args:
         named_parameters: ``model.named_parameters()``.
         include_biases: also cover biases (excluded by default: penalising them rarely helps).
-        patterns: shell-style patterns on qualified names (``"lstm.weight_*"``); ``None`` covers all.
+        patterns: shell-style patterns on qualified names (``"lstm.weight_*"``); ``None`` covers
+            all. Each pattern must match a trainable parameter (:func:`lstm_plugins.toolkit.match_names`).
+        technique: the name errors give.
+
+    Raises:
+        ValueError: a pattern matches no trainable parameter (a typo), or nothing is selected.
 
     Example:
         >>> lstm = torch.nn.LSTM(2, 3)
         >>> [name for name, _ in select_parameters(lstm.named_parameters())]
         ['weight_ih_l0', 'weight_hh_l0']
+        >>> select_parameters(lstm.named_parameters(), patterns=["weight_hh_*", "wieght_ih_*"])
+        Traceback (most recent call last):
+        ...
+        ValueError: Technique `l2`: `parameters` pattern(s) 'wieght_ih_*' match no parameter; parameter names are: weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0.
     """
-    selected = []
-    for name, parameter in named_parameters:
-        if not parameter.requires_grad or (not include_biases and is_bias(name)):
-            continue
-        if patterns is not None and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            continue
-        selected.append((name, parameter))
+    trainable = [(name, parameter) for name, parameter in named_parameters if parameter.requires_grad]
+    names = [name for name, _ in trainable]
+    if patterns is not None:
+        names = toolkit.match_names(names, patterns, technique=technique, argument="parameters")
+    chosen = set(names)
+    selected = [(n, p) for n, p in trainable if n in chosen and (include_biases or not toolkit.is_bias(n))]
+    if not selected:
+        reason = "every parameter it covers is a bias and `include_biases` is False" if chosen else (
+            "the model has no trainable parameter"
+        )
+        raise ValueError(f"Technique `{technique}` selects no parameter: {reason}.")
     return selected
 
 
@@ -63,8 +72,13 @@ class L2Penalty(Technique):
 
     This is *coupled* L2 regularisation: the penalty's gradient ``2 * lambda * w`` passes through
     the optimizer, so with Adam it is rescaled per parameter by the adaptive step. Decoupled weight
-    decay (AdamW, Loshchilov & Hutter 2019) instead shrinks weights directly in the optimizer step
-    and is not the same thing; with plain SGD the two coincide for ``weight_decay = 2 * lambda``.
+    decay (AdamW, Loshchilov & Hutter 2019; the ``weight_decay`` technique) instead shrinks weights
+    directly in the optimizer step and is not the same thing; with plain SGD the two coincide for
+    ``weight_decay = 2 * lambda``.
+
+    The parameters are chosen by :func:`select_parameters` when training starts (so modules other
+    techniques add are covered); a pattern that matches no trainable parameter is refused then,
+    naming the technique, as ``weight_decay`` refuses a misspelt ``exclude`` pattern.
 
     Args:
         weight: lambda, the penalty's coefficient.
@@ -73,8 +87,12 @@ class L2Penalty(Technique):
             ``None`` covers every weight.
 
     Example:
-        >>> L2Penalty(1e-4, parameters=["lstm.*"])
+        >>> from lstm_plugins import LSTMClassifier
+        >>> technique = L2Penalty(1e-4, parameters=["lstm.*"])
+        >>> technique
         L2Penalty(weight=0.0001, include_biases=False, parameters=['lstm.*'])
+        >>> technique.penalized_parameter_names(LSTMClassifier(12, 9, techniques=[technique]))
+        ['lstm.weight_ih_l0', 'lstm.weight_hh_l0']
     """
 
     name = "l2"
@@ -84,35 +102,23 @@ class L2Penalty(Technique):
     ) -> None:
         self.weight = check.positive_float("weight", weight)
         self.include_biases = check.boolean("include_biases", include_biases)
-        if parameters is not None:
-            if isinstance(parameters, str) or not all(isinstance(p, str) for p in parameters):
-                raise TypeError(
-                    f"Expected `parameters` to be a list of name patterns, but got {parameters!r}."
-                )
-            parameters = list(parameters)
-        self.parameters = parameters
+        self.parameters = None if parameters is None else check.name_patterns("parameters", parameters)
         self._selected: list[nn.Parameter] | None = None
 
-    def _select(self, model: nn.Module) -> list[nn.Parameter]:
-        selected = select_parameters(model.named_parameters(), self.include_biases, self.parameters)
-        if not selected:
-            raise ValueError(
-                f"Technique `{self.name}` selects no parameter (patterns {self.parameters!r}); "
-                f"parameter names are: {', '.join(n for n, _ in model.named_parameters())}."
-            )
-        return [p for _, p in selected]
+    def _select(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        return select_parameters(model.named_parameters(), self.include_biases, self.parameters, technique=self.name)
 
     def penalized_parameter_names(self, model: nn.Module) -> list[str]:
         """Names of the parameters this term covers (other techniques check overlaps with it)."""
-        return [name for name, _ in select_parameters(model.named_parameters(), self.include_biases, self.parameters)]
+        return [name for name, _ in self._select(model)]
 
     @hookimpl
     def on_fit_setup(self, model: Any) -> None:
         # Resolved when training starts, so modules that other techniques added are covered.
-        self._selected = self._select(model)
+        self._selected = [parameter for _, parameter in self._select(model)]
 
     @hookimpl
     def loss_terms(self, model: Any) -> dict[str, Tensor]:
         if self._selected is None:
-            self._selected = self._select(model)
+            self._selected = [parameter for _, parameter in self._select(model)]
         return {"l2": l2_penalty(self._selected, self.weight)}

@@ -60,8 +60,13 @@ class LockedDropout(Technique):
         output: probability of dropping an output unit for a whole sequence.
 
     Example:
+        >>> from lstm_plugins import LSTMClassifier
         >>> LockedDropout(input=0.2, output=0.3)
         LockedDropout(input=0.2, output=0.3)
+        >>> LSTMClassifier(12, 9, techniques=[LockedDropout(output=0.3)]).sequence_layers
+        Sequential(
+          (0): LockedDropoutLayer(p=0.3)
+        )
     """
 
     name = "locked_dropout"
@@ -71,7 +76,7 @@ class LockedDropout(Technique):
         self.output = check.probability("output", output)
 
     @hookimpl
-    def configure_model(self, model: Any) -> None:
+    def configure_network(self, model: Any) -> None:
         if self.input > 0:
             model.input_layers.append(LockedDropoutLayer(self.input))
         if self.output > 0:

@@ -2,34 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lstm_plugins import Technique, hookimpl
+from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
 
+__all__ = ["NonFiniteGuard", "NonFiniteStepError", "non_finite_guard"]
 
-def gradients_are_finite(parameters: list[Tensor]) -> Tensor:
-    """A 0-d bool tensor on the device: whether every gradient element is finite (no sync).
+
+def non_finite_guard(parameters: Any, loss: Tensor | None = None) -> Tensor:
+    """Whether a step is finite; when it is not, zero every gradient, on the device (no sync).
+
+    Args:
+        parameters: an optimizer, a module, or an iterable of parameters (as
+            :func:`lstm_plugins.toolkit.parameters_with_gradients` takes them).
+        loss: the step's loss, when it is to count too.
+
+    Returns:
+        A 0-d bool tensor on the gradients' device: every gradient element (and the loss) is
+        finite. Gradients are zeroed in place when it is false, so a step taken anyway does not
+        write NaN into the weights (the optimizer's moment estimates and weight decay still act).
 
     Example:
         >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([1.0, float("nan")])
-        >>> gradients_are_finite([w])
-        tensor(False)
+        >>> non_finite_guard([w]), w.grad
+        (tensor(False), tensor([0., 0.]))
+        >>> w.grad = torch.tensor([1.0, 2.0])
+        >>> non_finite_guard([w], loss=torch.tensor(float("inf"))), w.grad
+        (tensor(False), tensor([0., 0.]))
     """
-    gradients = [p.grad for p in parameters if p.grad is not None]
-    if not gradients:
-        return torch.ones((), dtype=torch.bool)
-    return torch.isfinite(torch.stack(torch._foreach_norm(gradients, 2.0))).all()
-
-
-def zero_nonfinite_step(parameters: list[Tensor], finite: Tensor) -> None:
-    """Zero every gradient when ``finite`` is false, on the device (no sync)."""
+    parameters = toolkit.parameters_with_gradients(parameters)
+    finite = torch.isfinite(toolkit.total_gradient_norm(parameters))  # NaN and inf propagate
+    if loss is not None:
+        finite = finite & torch.isfinite(loss.detach()).all().to(finite.device)
     for parameter in parameters:
-        if parameter.grad is not None:
-            parameter.grad.copy_(torch.where(finite, parameter.grad, torch.zeros_like(parameter.grad)))
+        parameter.grad.masked_fill_(~finite, 0.0)
+    return finite
 
 
 class NonFiniteStepError(RuntimeError):
@@ -40,10 +52,12 @@ class NonFiniteGuard(Technique):
     """Skips optimizer steps whose loss or gradients are NaN/inf; stops after K in a row.
 
     Acts first in the gradient-transform phase, after the observers and before any clipper:
-    a step with a non-finite task loss or gradient has its gradients zeroed and the optimizer
-    step skipped (weights and optimizer state untouched), is counted and logged as
-    ``nonfinite_guard/skipped_steps``. After ``max_consecutive_skips`` skipped steps in a row
-    training stops with :class:`NonFiniteStepError`.
+    a step with a non-finite loss (seen in the loss-computed phase, every micro-batch) or
+    gradient has its gradients zeroed (:func:`non_finite_guard`) and the optimizer step skipped
+    (weights and optimizer state untouched), is counted and logged as
+    ``nonfinite_guard/skipped_steps`` on the logging steps. After ``max_consecutive_skips``
+    skipped steps in a row training stops with :class:`NonFiniteStepError`. The counters are
+    kept in checkpoints (:meth:`state_dict`).
 
     How the step is skipped, without a host synchronisation where possible:
 
@@ -58,30 +72,22 @@ class NonFiniteGuard(Technique):
 
     Args:
         max_consecutive_skips: how many skipped steps in a row stop training.
-        log_every_n_steps: how often to log the skip count (default: the Trainer's).
+        log_every_n_steps: log the skip count on optimizer steps ``N - 1, 2N - 1, ...``;
+            ``None`` uses the Trainer's ``log_every_n_steps``.
 
     Example:
-        >>> NonFiniteGuard(max_consecutive_skips=5)
-        NonFiniteGuard(max_consecutive_skips=5, log_every_n_steps=None)
+        >>> guard = NonFiniteGuard(max_consecutive_skips=5)
+        >>> guard, guard.state_dict()
+        (NonFiniteGuard(max_consecutive_skips=5, log_every_n_steps=None), {'counters': [0, 0, 0]})
     """
 
     name = "nonfinite_guard"
 
     def __init__(self, max_consecutive_skips: int = 10, log_every_n_steps: int | None = None) -> None:
         self.max_consecutive_skips = check.positive_int("max_consecutive_skips", max_consecutive_skips)
-        self.log_every_n_steps = (
-            None if log_every_n_steps is None else check.positive_int("log_every_n_steps", log_every_n_steps)
-        )
-        self._interval = self.log_every_n_steps or 50
-        self._loss_finite: Tensor | None = None
+        self.log_every_n_steps = check.optional_positive_int("log_every_n_steps", log_every_n_steps)
+        self._loss: Tensor | None = None  # the sum of this step's micro-batch losses
         self._counters: Tensor | None = None  # [skipped total, current run, longest run]
-
-    def _counter_tensor(self, device: torch.device) -> Tensor:
-        if self._counters is None:
-            self._counters = torch.zeros(3, dtype=torch.int64, device=device)
-        elif self._counters.device != device:
-            self._counters = self._counters.to(device)
-        return self._counters
 
     @property
     def skipped_steps(self) -> int:
@@ -89,22 +95,23 @@ class NonFiniteGuard(Technique):
         return 0 if self._counters is None else int(self._counters[0])
 
     @hookimpl
-    def on_fit_setup(self, trainer: Any) -> None:
-        self._interval = self.log_every_n_steps or max(trainer.log_every_n_steps, 1)
+    def on_fit_setup(self) -> None:
+        self._loss = None
 
     @hookimpl
-    def loss_terms(self, task_loss: Tensor) -> None:
-        self._loss_finite = torch.isfinite(task_loss.detach())
+    def on_loss_computed(self, loss: Tensor) -> None:
+        # Summed on the device: NaN and inf survive the sum, so one check covers every micro-batch.
+        loss = loss.detach()
+        self._loss = loss if self._loss is None else self._loss + loss
 
     @hookimpl(tryfirst=True)
     def transform_gradients(self, model: Any, optimizer: torch.optim.Optimizer) -> None:
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        finite = gradients_are_finite(parameters)
-        if self._loss_finite is not None:
-            finite = finite & self._loss_finite.to(finite.device)
-        self._loss_finite = None
+        parameters = toolkit.parameters_with_gradients(optimizer)
+        finite = non_finite_guard(parameters, self._loss)
+        self._loss = None
         skipped = (~finite).long()
-        counters = self._counter_tensor(finite.device)
+        counters = torch.zeros(3, dtype=torch.int64) if self._counters is None else self._counters
+        counters = self._counters = counters.to(finite.device)  # no copy when already there
         counters[0] += skipped
         counters[1] = (counters[1] + 1) * skipped
         counters[2] = torch.maximum(counters[2], counters[1])
@@ -114,7 +121,6 @@ class NonFiniteGuard(Technique):
             # The loss scaler skips the step itself (and lowers its scale); only count here.
             check_run = (step + 1) % self.max_consecutive_skips == 0
         elif getattr(optimizer, "_step_supports_amp_scaling", False):
-            zero_nonfinite_step(parameters, finite)
             optimizer.found_inf = skipped.to(torch.float32)  # read by the fused step kernels
             check_run = (step + 1) % self.max_consecutive_skips == 0
         else:
@@ -123,7 +129,7 @@ class NonFiniteGuard(Technique):
                 for parameter in parameters:
                     parameter.grad = None  # the optimizer skips parameters without gradients
 
-        if step % self._interval == 0:
+        if toolkit.log_due(model.trainer, self.log_every_n_steps):
             model.log_step_values({"nonfinite_guard/skipped_steps": counters[0]})
         if not check_run:
             return
@@ -135,13 +141,18 @@ class NonFiniteGuard(Technique):
                 "in all). Lower the learning rate, add gradient clipping, or check the data."
             )
 
-    @hookimpl
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        counters = [0, 0, 0] if self._counters is None else self._counters.tolist()
-        checkpoint["lstm_plugins"]["state"][self.name] = {"counters": counters}
+    def state_dict(self) -> dict[str, Any]:
+        return {"counters": [0, 0, 0] if self._counters is None else self._counters.tolist()}
 
-    @hookimpl
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["lstm_plugins"]["state"].get(self.name)
-        if state is not None:
-            self._counters = torch.tensor(state["counters"], dtype=torch.int64)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        counters = state["counters"]
+        if not (
+            isinstance(counters, (list, tuple)) and len(counters) == 3
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counters)
+            and counters[1] <= counters[2] <= counters[0]
+        ):
+            raise ValueError(
+                "Expected `counters` to be [skipped steps, current run, longest run] of non-negative "
+                f"ints with current run <= longest run <= skipped steps, but got {counters!r}."
+            )
+        self._counters = torch.tensor(counters, dtype=torch.int64)

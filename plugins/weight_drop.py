@@ -12,20 +12,23 @@ from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 
 
-def drop_connect(weight: Tensor, probability: float, training: bool = True) -> Tensor:
-    """Zero each weight with ``probability`` (kept ones scaled by ``1 / (1 - p)``); a new mask
-    per call. Identity when not training.
+def weight_drop(weight: Tensor, probability: float, training: bool = True) -> Tensor:
+    """DropConnect on a weight matrix: zero each weight with ``probability`` (kept ones scaled by
+    ``1 / (1 - p)``), a new mask per call; identity when not training. The stored weight is not
+    changed: the result is the weight to use in this forward pass.
 
     Example:
         >>> import torch
-        >>> torch.equal(drop_connect(torch.ones(3, 3), 0.5, training=False), torch.ones(3, 3))
+        >>> torch.equal(weight_drop(torch.ones(3, 3), 0.5, training=False), torch.ones(3, 3))
         True
+        >>> sorted(weight_drop(torch.ones(100, 100), 0.5).unique().tolist())  # dropped or scaled
+        [0.0, 2.0]
     """
     return F.dropout(weight, probability, training)
 
 
 class DropConnect(nn.Module):
-    """A weight transform for ``model.weight_transforms``: :func:`drop_connect` in training."""
+    """A weight transform for ``model.weight_transforms``: :func:`weight_drop` in training."""
 
     def __init__(self, probability: float, owner: str = "weight_drop") -> None:
         super().__init__()
@@ -33,7 +36,7 @@ class DropConnect(nn.Module):
         self.owner = owner
 
     def forward(self, weight: Tensor) -> Tensor:
-        return drop_connect(weight, self.probability, self.training)
+        return weight_drop(weight, self.probability, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.probability}, owner={self.owner!r}"
@@ -61,11 +64,12 @@ class WeightDrop(Technique):
 
     Args:
         probability: chance of dropping each recurrent weight.
-        layers: which layers' recurrent weights to drop; ``None`` for all.
+        layers: which layers' recurrent weights to drop (both directions); ``None`` for all.
+            An index beyond the LSTM's layers is refused when the model is built.
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
-        >>> model = LSTMClassifier(12, 9, num_layers=2, plugins=[WeightDrop(0.5, layers=[1])])
+        >>> model = LSTMClassifier(12, 9, num_layers=2, techniques=[WeightDrop(0.5, layers=[1])])
         >>> list(model.weight_transforms)
         ['weight_hh_l1']
     """
@@ -83,9 +87,10 @@ class WeightDrop(Technique):
         self.layers = layers
 
     @hookimpl
-    def configure_model(self, model: Any) -> None:
+    def configure_network(self, model: Any) -> None:
         names = hidden_to_hidden_names(model.lstm, self.layers)
-        if not names:
+        # Every index must name a layer: one that names none is a typo, not a no-op.
+        if not names or any(layer >= model.lstm.num_layers for layer in self.layers or ()):
             raise ValueError(
                 f"Expected `layers` to name layers of the {model.lstm.num_layers}-layer LSTM, "
                 f"but got {self.layers!r}."

@@ -15,13 +15,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lstm_plugins import Technique, gather_time, hookimpl, reverse_within_length_index
+from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
+from lstm_plugins.model import gather_time, reverse_within_length_index
 
-__all__ = ["Zoneout", "ZoneoutRecurrence", "zoneout_lstm"]
+__all__ = ["Zoneout", "ZoneoutRecurrence", "zoneout"]
 
 SLOWDOWN = 3
-"""Measured slowdown of :func:`zoneout_lstm` against the fused path, rounded (forward + backward,
+"""Measured slowdown of :func:`zoneout` against the fused path, rounded (forward + backward,
 CPU, one thread, torch 2.13, batch 16, length 29, 12 features, hidden 64, bidirectional)."""
 
 _warned_slow = False  # the slowdown warning is given once per process
@@ -38,7 +39,7 @@ def _zoneout_weights(
     return keep.to(like.dtype).unbind(0)
 
 
-def zoneout_lstm(
+def zoneout(
     lstm_input: Tensor,
     lengths: Tensor,
     lstm: nn.LSTM,
@@ -80,7 +81,7 @@ def zoneout_lstm(
     ``length - 1 - t``).
 
     This is a per-step loop of plain PyTorch operations, off the fused kernel: measured about
-    3x slower than :func:`lstm_plugins.run_lstm` for forward + backward at JapaneseVowels
+    3x slower than :func:`lstm_plugins.model.run_lstm` for forward + backward at JapaneseVowels
     shapes on CPU (batch 16, length 29, 12 features, hidden 64, bidirectional); see
     :class:`Zoneout`.
 
@@ -102,12 +103,12 @@ def zoneout_lstm(
 
     Example:
         >>> import torch
-        >>> from lstm_plugins import run_lstm
+        >>> from lstm_plugins.model import run_lstm
         >>> lstm = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
         >>> features, lengths = torch.randn(2, 5, 3), torch.tensor([5, 2])
-        >>> tuple(zoneout_lstm(features, lengths, lstm).shape)
+        >>> tuple(zoneout(features, lengths, lstm).shape)
         (2, 5, 8)
-        >>> plain = zoneout_lstm(features, lengths, lstm, cell=0.0, hidden=0.0)
+        >>> plain = zoneout(features, lengths, lstm, cell=0.0, hidden=0.0)
         >>> torch.allclose(plain[0], run_lstm(lstm, features, lengths)[0], atol=1e-6)
         True
     """
@@ -191,7 +192,7 @@ def zoneout_lstm(
 
 
 class ZoneoutRecurrence(nn.Module):
-    """The model's ``recurrence`` slot filled with :func:`zoneout_lstm`.
+    """The model's ``recurrence`` slot filled with :func:`zoneout`.
 
     Called as ``recurrence(lstm_input, lengths, lstm, weights)``; draws masks in ``train()``
     mode and uses the expectation in ``eval()`` mode. Holds no parameters, so the model's
@@ -210,7 +211,7 @@ class ZoneoutRecurrence(nn.Module):
     def forward(
         self, lstm_input: Tensor, lengths: Tensor, lstm: nn.LSTM, weights: Sequence[Tensor] | None = None
     ) -> Tensor:
-        return zoneout_lstm(
+        return zoneout(
             lstm_input, lengths, lstm, weights, cell=self.cell, hidden=self.hidden, training=self.training
         )
 
@@ -224,7 +225,7 @@ class Zoneout(Technique):
     At every step each unit of the cell state keeps its previous value with probability ``cell``
     and each unit of the hidden state with probability ``hidden``, instead of taking its new
     value; a new mask is drawn per sample, unit and step in training, and the expectation is used
-    in ``eval()`` mode (see :func:`zoneout_lstm`). Like dropout it regularises, but it keeps the
+    in ``eval()`` mode (see :func:`zoneout`). Like dropout it regularises, but it keeps the
     gradient flowing through time along the identity. All layers and both directions are zoned
     out; ``lstm.dropout`` (from :class:`Dropout`'s ``between_layers``) still applies between
     stacked layers.
@@ -263,11 +264,11 @@ class Zoneout(Technique):
         self.hidden = check.probability("hidden", hidden)
 
     @hookimpl
-    def configure_model(self, model: Any) -> None:
+    def configure_network(self, model: Any) -> None:
         global _warned_slow
         if getattr(model, "recurrence", None) is not None:
             raise ValueError(
-                f"Technique `zoneout` needs the model's `recurrence` slot, but it already holds "
+                f"Technique `{self.name}` needs the model's `recurrence` slot, but it already holds "
                 f"{model.recurrence!r}. Keep one of them."
             )
         model.recurrence = ZoneoutRecurrence(self.cell, self.hidden)

@@ -18,7 +18,7 @@ STACK = [
     {"gradient_clipping": {"threshold": 1.0}},
     {"dropout": {"output": 0.2}},
     {"l2": {"weight": 1e-5}},
-    {"grad_norm": {"every_n_steps": 2}},
+    {"grad_norm": {"log_every_n_steps": 2}},
 ]
 
 
@@ -26,7 +26,7 @@ def main(output: Path) -> None:
     torch.set_num_threads(1)
     pl.seed_everything(0, workers=True, verbose=False)
     datamodule = JapaneseVowelsDataModule(batch_size=32, seed=0)
-    model = LSTMClassifier(12, 9, hidden_size=32, bidirectional=True, learning_rate=0.005, plugins=STACK)
+    model = LSTMClassifier(12, 9, hidden_size=32, bidirectional=True, learning_rate=0.005, techniques=STACK)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,

@@ -76,7 +76,7 @@ CLIPPERS = {
 
 def stack(name: str) -> list[Any]:
     """Every deterministic built-in technique, with the clipper ``name`` (``norm``, ``auto``, ``agc``)."""
-    return full_stack(CLIPPERS[name](), dropout=False, every_n_steps=1)
+    return full_stack(CLIPPERS[name](), dropout=False, log_every_n_steps=1)
 
 
 def make_model(stack_name: str) -> LSTMClassifier:
@@ -89,7 +89,7 @@ def make_model(stack_name: str) -> LSTMClassifier:
         bidirectional=True,
         optimizer="adamw",
         learning_rate=0.02,
-        plugins=stack(stack_name),
+        techniques=stack(stack_name),
     )
 
 

@@ -50,7 +50,7 @@ def build(checkpoint_dir: Path | None, callbacks: list[Callback] = ()) -> tuple[
         num_classes=3, val_fraction=0.0, batch_size=BATCH, seed=SEED,
     )
     model = LSTMClassifier(3, 3, hidden_size=8, num_layers=2, bidirectional=True, optimizer="adamw",
-                           learning_rate=0.02, plugins=full_stack())
+                           learning_rate=0.02, techniques=full_stack())
     all_callbacks = list(callbacks)
     if checkpoint_dir is not None:
         all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, every_n_train_steps=CHECKPOINT_EVERY,

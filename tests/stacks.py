@@ -9,9 +9,9 @@ from lstm_plugins.plugins import (
     AutoClipping,
     DecoupledWeightDecay,
     Dropout,
-    ExplodingGradientDetector,
+    ExplodingGradients,
     GateSaturation,
-    GradientNormMonitor,
+    GradientNorms,
     GradientReach,
     Initialization,
     L2Penalty,
@@ -21,7 +21,7 @@ from lstm_plugins.plugins import (
 )
 
 
-def full_stack(clipper: Any = None, *, dropout: bool = True, every_n_steps: int = 2) -> list[Any]:
+def full_stack(clipper: Any = None, *, dropout: bool = True, log_every_n_steps: int = 2) -> list[Any]:
     """Every built-in technique for feature inputs (zoneout and embedding dropout aside).
 
     ``dropout=False`` leaves out the techniques that draw random masks (for parity across
@@ -38,10 +38,10 @@ def full_stack(clipper: Any = None, *, dropout: bool = True, every_n_steps: int 
         L2Penalty(1e-4, parameters=["head.*"]),
         DecoupledWeightDecay(0.01, exclude=["head.*"]),
         ActivationRegularization(alpha=0.5, beta=0.5),
-        GradientNormMonitor(every_n_steps=every_n_steps),
-        ExplodingGradientDetector(warmup_steps=3, check_every_n_steps=2),
-        GradientReach(every_n_steps=2),
-        GateSaturation(every_n_steps=2),
+        GradientNorms(log_every_n_steps=log_every_n_steps),
+        ExplodingGradients(warmup_steps=3, log_every_n_steps=2),
+        GradientReach(log_every_n_steps=2),
+        GateSaturation(log_every_n_steps=2),
         NonFiniteGuard(),
         clipper if clipper is not None else AutoClipping(percentile=50, history_size=16),
     ]

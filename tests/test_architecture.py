@@ -1,4 +1,4 @@
-"""Arrows point down only: the core never imports a built-in technique."""
+"""Arrows point down only, rooms stay small, and what is registered is what is exported."""
 
 import ast
 from pathlib import Path
@@ -35,4 +35,66 @@ def test_the_built_ins_register_through_the_entry_point_group():
     assert names["gradient_clipping"] == "lstm_plugins.plugins.gradient_clipping:GradientClipping"
     assert names["dropout"] == "lstm_plugins.plugins.dropout:Dropout"
     assert names["l2"] == "lstm_plugins.plugins.l2:L2Penalty"
-    assert names["grad_norm"] == "lstm_plugins.plugins.grad_norm:GradientNormMonitor"
+    assert names["grad_norm"] == "lstm_plugins.plugins.grad_norm:GradientNorms"
+
+
+def _built_in_entry_points():
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="lstm_plugins") if ep.dist is not None
+            and ep.dist.metadata["Name"] == "lstm-plugins"}
+
+
+def test_the_entry_points_and_the_plugins_exports_agree():
+    import inspect
+
+    import lstm_plugins.plugins as plugins
+    from lstm_plugins import Technique
+
+    entry_points = _built_in_entry_points()
+    registered = {ep.value.split(":")[1]: name for name, ep in entry_points.items()}
+    exported_techniques = {
+        name for name in plugins.__all__
+        if inspect.isclass(getattr(plugins, name)) and issubclass(getattr(plugins, name), Technique)
+    }
+    # Every exported technique is registered, and every registered one is exported.
+    assert exported_techniques == set(registered)
+    for class_name, entry_name in registered.items():
+        technique = entry_points[entry_name].load()
+        assert technique is getattr(plugins, class_name)
+        assert technique.name == entry_name  # saved configs rebuild by this name
+        assert entry_points[entry_name].value.startswith(f"lstm_plugins.plugins.{entry_name}:")
+
+
+def test_each_technique_class_has_its_function_face_by_name():
+    import re
+
+    import lstm_plugins.plugins as plugins
+    import lstm_plugins.plugins.functional as functional
+    from lstm_plugins import Technique
+
+    classes = [name for name in plugins.__all__
+               if isinstance(getattr(plugins, name), type) and issubclass(getattr(plugins, name), Technique)]
+    faces = [re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in classes]
+    assert sorted(faces) == sorted(functional.__all__)  # one function per class, and no other
+    assert all(callable(getattr(functional, face)) for face in faces)
+    # A function never shadows its module: the plugins package attributes stay modules.
+    import types
+
+    assert all(isinstance(getattr(plugins, module), types.ModuleType) for module in ("dropout", "zoneout", "l2"))
+
+
+def test_no_module_of_the_core_or_the_built_ins_exceeds_400_lines():
+    root = CORE.parent
+    sizes = {str(path.relative_to(root)): len(path.read_text().splitlines())
+             for folder in ("lstm_plugins", "plugins") for path in (root / folder).rglob("*.py")}
+    assert {path: lines for path, lines in sizes.items() if lines > 400} == {}
+
+
+def test_the_top_level_api_is_curated():
+    import lstm_plugins
+
+    assert len(lstm_plugins.__all__) <= 20
+    assert all(hasattr(lstm_plugins, name) for name in lstm_plugins.__all__)
+    for machinery in ("build_technique_manager", "hookspec", "reverse_within_length_index", "run_lstm"):
+        assert machinery not in lstm_plugins.__all__

@@ -8,18 +8,17 @@ import pytest
 import torch
 from conftest import RecordingLogger, quiet_trainer
 
-from lstm_plugins import LSTMClassifier, hookimpl
+from lstm_plugins import LSTMClassifier, hookimpl, toolkit
 from lstm_plugins.data import JapaneseVowelsDataModule
-from lstm_plugins.plugins.adaptive_clipping import AdaptiveGradientClipping, adaptive_clip_gradients, unitwise_norm
+from lstm_plugins.plugins.adaptive_clipping import AdaptiveGradientClipping, adaptive_gradient_clipping, unitwise_norm
 from lstm_plugins.plugins.auto_clipping import (
     AutoClipping,
     GradientNormHistory,
-    auto_clip_gradients,
-    clip_gradients_to_norm,
+    auto_clipping,
     norm_percentile,
+    scale_gradients_to_norm,
 )
-from lstm_plugins.plugins.grad_norm import gradient_norms
-from lstm_plugins.plugins.gradient_clipping import GradientClipping
+from lstm_plugins.plugins.gradient_clipping import GradientClipping, gradient_clipping
 
 
 def _data():
@@ -37,18 +36,18 @@ class _Recorder:
         named = [(n, p) for n, p in model.named_parameters() if p.grad is not None]
         self.weights.append({n: p.detach().clone() for n, p in named})
         self.before.append({n: p.grad.clone() for n, p in named})
-        self.norms.append(gradient_norms(named, per_layer=False)["total"].item())
+        self.norms.append(toolkit.gradient_norms(named, per_layer=False)["total"].item())
 
     @hookimpl
-    def on_train_batch_end(self, model):
+    def on_train_step_end(self, model):
         # The optimizer step leaves .grad alone; the next step's zero_grad is postponed below.
         self.after.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
 
 
-def _fit(plugins, recorder=None, **trainer_options):
+def _fit(techniques, recorder=None, **trainer_options):
     torch.manual_seed(0)
-    stack = ([recorder] if recorder is not None else []) + list(plugins)
-    model = LSTMClassifier(12, 9, hidden_size=16, plugins=stack)
+    stack = ([recorder] if recorder is not None else []) + list(techniques)
+    model = LSTMClassifier(12, 9, hidden_size=16, techniques=stack)
     model.optimizer_zero_grad = lambda epoch, batch_idx, optimizer: optimizer.zero_grad(set_to_none=False)
     ckpt_path = trainer_options.pop("ckpt_path", None)
     options = dict(max_steps=5, limit_val_batches=0, log_every_n_steps=1)
@@ -97,7 +96,7 @@ def test_agc_clips_each_unit_by_its_formula(clipping, eps):
     expected = [_reference_agc(p.detach(), g, clipping, eps) for p, g in zip(parameters, before)]
     expected_pre = math.sqrt(sum(float((g.double() ** 2).sum()) for g in before))
 
-    pre_clip = adaptive_clip_gradients(parameters, clipping=clipping, eps=eps)
+    pre_clip = adaptive_gradient_clipping(parameters, clipping=clipping, eps=eps)
 
     assert pre_clip.item() == pytest.approx(expected_pre, rel=1e-6)
     touched = untouched = 0
@@ -119,7 +118,7 @@ def test_agc_units_are_output_rows_and_a_bias_is_one_unit():
     assert unitwise_norm(torch.tensor([3.0, 4.0])).item() == 5.0
     w = torch.nn.Parameter(weight)
     w.grad = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    adaptive_clip_gradients([w], clipping=0.1, eps=0.01)
+    adaptive_gradient_clipping([w], clipping=0.1, eps=0.01)
     # Row 0: bound 0.1 * 5 = 0.5; row 1 (zero weights): bound 0.1 * eps = 0.001.
     torch.testing.assert_close(w.grad, torch.tensor([[0.5, 0.0], [0.001, 0.0]]))
 
@@ -129,11 +128,11 @@ def test_agc_exclude_patterns_need_names_and_leave_those_gradients_alone():
     for parameter in model.parameters():
         parameter.grad = torch.ones_like(parameter)
     head_before = model.head.weight.grad.clone()
-    adaptive_clip_gradients(model.named_parameters(), exclude=["head.*"])
+    adaptive_gradient_clipping(model.named_parameters(), exclude=["head.*"])
     assert torch.equal(model.head.weight.grad, head_before)
     assert model.lstm.weight_hh_l0.grad.abs().max() < 1  # clipped
     with pytest.raises(TypeError, match="pairs when `exclude` is given"):
-        adaptive_clip_gradients(model.parameters(), exclude=["head.*"])
+        adaptive_gradient_clipping(model.parameters(), exclude=["head.*"])
 
 
 def test_agc_plugin_in_fit_matches_the_formula_and_skips_the_head():
@@ -158,11 +157,17 @@ def test_agc_plugin_in_fit_matches_the_formula_and_skips_the_head():
     assert clipper.steps == 3
 
 
-def test_agc_exclude_pattern_matching_nothing_is_an_error_at_fit():
-    model = LSTMClassifier(12, 9, plugins=[AdaptiveGradientClipping(exclude=["classifier.*"])])
+def test_agc_exclude_pattern_matching_nothing_is_refused_at_fit_setup():
+    clipper = AdaptiveGradientClipping(exclude=["head.*", "classifier.*"])
+    model = LSTMClassifier(12, 9, techniques=[clipper])  # construction accepts it: names come later
     message = r"`adaptive_clipping`: `exclude` pattern\(s\) 'classifier.\*' match no parameter"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         quiet_trainer(max_steps=1).fit(model, datamodule=_data())
+    assert "(raised by technique `adaptive_clipping` in hook `on_fit_setup`)" in getattr(raised.value, "__notes__", [])
+    assert clipper.steps == 0  # refused before the first step
+    # The function face refuses the same typo.
+    with pytest.raises(ValueError, match=message):
+        adaptive_gradient_clipping(model.named_parameters(), exclude=["classifier.*"])
 
 
 # --- auto-clipping ----------------------------------------------------------------------------
@@ -213,12 +218,12 @@ def test_clip_to_a_tensor_bound_is_clip_grad_norm_above_it_and_identity_below():
     for reference, parameter in zip(references, parameters):
         reference.grad = parameter.grad.clone()
     total = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in parameters]))
-    assert clip_gradients_to_norm(parameters, total * 0.3, total).item() is True
+    assert scale_gradients_to_norm(parameters, total * 0.3, total).item() is True
     torch.nn.utils.clip_grad_norm_(references, (total * 0.3).item())
     for reference, parameter in zip(references, parameters):
         torch.testing.assert_close(parameter.grad, reference.grad)
     kept = [p.grad.clone() for p in parameters]
-    assert clip_gradients_to_norm(parameters, total, total * 0.3).item() is False
+    assert scale_gradients_to_norm(parameters, total, total * 0.3).item() is False
     assert all(torch.equal(p.grad, k) for p, k in zip(parameters, kept))
 
 
@@ -261,7 +266,7 @@ def test_auto_clip_function_face():
     for step, scale in enumerate([1.0, 4.0, 0.5, 8.0]):
         w.grad = torch.full((3,), scale)
         norms.append(scale * math.sqrt(3))
-        pre = auto_clip_gradients([w], history, percentile=50.0)
+        pre = auto_clipping([w], history, percentile=50.0)
         assert pre.item() == pytest.approx(norms[-1], rel=1e-6)
         threshold = np.percentile(norms, 50.0)
         assert w.grad.norm().item() == pytest.approx(min(norms[-1], threshold), rel=1e-5)
@@ -281,7 +286,7 @@ def test_auto_clip_history_is_restored_exactly_from_a_checkpoint(tmp_path):
     assert torch.equal(state["history"]["values"], first.history.buffer.cpu())
     assert state["steps"] == 6 and state["clipped_steps"] == first.clipped_steps.item()
 
-    fresh = LSTMClassifier(12, 9, hidden_size=16, plugins=[AutoClipping(percentile=20.0, history_size=5)])
+    fresh = LSTMClassifier(12, 9, hidden_size=16, techniques=[AutoClipping(percentile=20.0, history_size=5)])
     fresh.on_load_checkpoint(torch.load(path, weights_only=True))
     restored = fresh.techniques[0]
     assert torch.equal(restored.history.buffer, first.history.buffer)
@@ -324,17 +329,18 @@ def test_gradient_clipping_clipped_fraction_equals_the_count(mode, tmp_path):
     trainer.save_checkpoint(path)
     state = torch.load(path, weights_only=True)["lstm_plugins"]["state"]["gradient_clipping"]
     assert state == {"steps": 6, "clipped_steps": expected}
-    fresh = LSTMClassifier(12, 9, hidden_size=16, plugins=[GradientClipping(threshold, mode=mode)])
+    fresh = LSTMClassifier(12, 9, hidden_size=16, techniques=[GradientClipping(threshold, mode=mode)])
     fresh.on_load_checkpoint(torch.load(path, weights_only=True))
     assert fresh.techniques[0].clipped_fraction.item() == pytest.approx(expected / 6)
 
 
 def test_clipping_is_logged_only_on_the_interval():
     clipper = AutoClipping(log_every_n_steps=3)
-    model = LSTMClassifier(12, 9, hidden_size=16, plugins=[clipper])
+    model = LSTMClassifier(12, 9, hidden_size=16, techniques=[clipper])
     logger = RecordingLogger()
     quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5).fit(model, datamodule=_data())
-    assert logger.steps_with("auto_clipping/") == [0, 3, 6]
+    assert logger.steps_with("auto_clipping/") == [2, 5]  # Lightning's rows: N - 1, 2N - 1
+    assert logger.steps_with("train/loss") == [4]
     assert clipper.steps == 7  # counted every step
 
 
@@ -348,12 +354,12 @@ def test_clipping_is_logged_only_on_the_interval():
 )
 def test_two_clippers_are_refused_naming_both(stack, names):
     with pytest.raises(ValueError, match=rf"`{names[0]}`.*`{names[1]}`.*`gradient_clipping` slot"):
-        LSTMClassifier(12, 9, plugins=stack)
+        LSTMClassifier(12, 9, techniques=stack)
 
 
 @pytest.mark.parametrize("clipper", [AutoClipping(), AdaptiveGradientClipping(), GradientClipping()])
 def test_trainer_gradient_clip_val_is_refused_naming_both(clipper):
-    model = LSTMClassifier(12, 9, plugins=[clipper])
+    model = LSTMClassifier(12, 9, techniques=[clipper])
     trainer = quiet_trainer(max_steps=1, gradient_clip_val=0.5)
     with pytest.raises(ValueError, match=rf"`{clipper.name}`.*`Trainer\(gradient_clip_val=0.5\)`"):
         trainer.fit(model, datamodule=_data())
@@ -370,7 +376,7 @@ def test_trainer_gradient_clip_val_is_refused_naming_both(clipper):
         (AdaptiveGradientClipping, {"exclude": "head.*"}, TypeError,
          "Expected `exclude` to be a list of name patterns, but got 'head.*'."),
         (AdaptiveGradientClipping, {"log_every_n_steps": 0}, ValueError,
-         "Expected `log_every_n_steps` to be a positive int, but got 0."),
+         "Expected `log_every_n_steps` to be a positive int or None, but got 0."),
         (AutoClipping, {"percentile": 0}, ValueError,
          "Expected `percentile` to be a float in (0, 100], but got 0.0."),
         (AutoClipping, {"percentile": 100.5}, ValueError,
@@ -381,7 +387,7 @@ def test_trainer_gradient_clip_val_is_refused_naming_both(clipper):
         (AutoClipping, {"history_size": 2.5}, TypeError, "Expected `history_size` to be a positive int, but got 2.5."),
         (AutoClipping, {"norm_type": -2}, ValueError, "Expected `norm_type` to be a positive float, but got -2.0."),
         (AutoClipping, {"log_every_n_steps": -1}, ValueError,
-         "Expected `log_every_n_steps` to be a positive int, but got -1."),
+         "Expected `log_every_n_steps` to be a positive int or None, but got -1."),
     ],
 )
 def test_arguments_are_checked_at_construction(technique, arguments, error, message):
@@ -396,3 +402,123 @@ def test_configs_round_trip_and_none_excludes_nothing():
     assert clipper.config["exclude"] is None and clipper.exclude == ()
     rebuilt = AdaptiveGradientClipping(**AdaptiveGradientClipping(clipping=0.05).config)
     assert rebuilt.config == AdaptiveGradientClipping(clipping=0.05).config
+
+
+# --- checkpoint state: refused when tampered ------------------------------------------------
+
+
+def _saved_state(clipper):
+    model = LSTMClassifier(12, 9, hidden_size=8, techniques=[clipper])
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    return model, checkpoint, checkpoint["lstm_plugins"]["state"][clipper.name]
+
+
+def _tamper_unexpected(state):
+    state["bogus"] = 1
+    return "bogus", "is not a key this technique stores"
+
+
+def _tamper_missing(state):
+    del state["clipped_steps"]
+    return "clipped_steps", "is missing"
+
+
+def _tamper_tensor(state):
+    state["steps"] = torch.tensor(3)
+    return "steps", "expected a number, but got a tensor"
+
+
+@pytest.mark.parametrize("tamper", [_tamper_unexpected, _tamper_missing, _tamper_tensor])
+@pytest.mark.parametrize("make", [GradientClipping, AdaptiveGradientClipping, AutoClipping])
+def test_a_tampered_checkpoint_state_is_refused_naming_technique_and_key(make, tamper):
+    model, checkpoint, state = _saved_state(make())
+    assert set(state) >= {"steps", "clipped_steps"}
+    key, problem = tamper(state)
+    with pytest.raises(ValueError, match=rf"technique `{make.name}`, key `{key}`.*{problem}"):
+        model.on_load_checkpoint(checkpoint)
+    assert model.techniques[0].steps == 0
+
+
+def test_a_tampered_history_and_impossible_counts_are_refused():
+    model, checkpoint, state = _saved_state(AutoClipping())
+    state["history"]["filled"] = torch.tensor(0)
+    with pytest.raises(ValueError, match=r"technique `auto_clipping`, key `history.filled`: expected a number"):
+        model.on_load_checkpoint(checkpoint)
+
+    model, checkpoint, state = _saved_state(AutoClipping(history_size=4))
+    state["history"].update(values=torch.ones(2), filled=3)  # kinds right, values inconsistent
+    with pytest.raises(ValueError, match="Inconsistent gradient-norm history") as raised:
+        model.on_load_checkpoint(checkpoint)
+    assert "(raised by technique `auto_clipping` in hook `load_state_dict`)" in raised.value.__notes__
+
+    model, checkpoint, state = _saved_state(GradientClipping())
+    state.update(steps=2, clipped_steps=3)
+    with pytest.raises(ValueError, match=r"`gradient_clipping`: .*`clipped_steps` to be an int in \[0, 2\], but got 3"):
+        model.on_load_checkpoint(checkpoint)
+    assert model.techniques[0].steps == 0  # nothing loaded
+
+
+@pytest.mark.parametrize("make", [GradientClipping, AdaptiveGradientClipping, AutoClipping])
+def test_state_keys_are_the_same_before_and_after_training(make):
+    before = make()
+    fresh_keys = set(before.state_dict())
+    _fit([before], max_steps=2)
+    assert set(before.state_dict()) == fresh_keys and before.state_dict()["steps"] == 2
+
+
+# --- function faces: the class's effect, on the same gradients --------------------------------
+
+
+def _replay(recorder, step):
+    """Parameters holding the weights and the pre-transform gradients of a recorded step."""
+    named = []
+    for name, weight in recorder.weights[step].items():
+        parameter = torch.nn.Parameter(weight.clone())
+        parameter.grad = recorder.before[step][name].clone()
+        named.append((name, parameter))
+    return named
+
+
+def _assert_same_effect(named, after):
+    for name, parameter in named:
+        torch.testing.assert_close(parameter.grad, after[name], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "clipper, face",
+    [
+        (GradientClipping(0.35), lambda named: gradient_clipping([p for _, p in named], 0.35)),
+        (GradientClipping(0.05, norm_type="inf"), lambda named: gradient_clipping(named, 0.05, norm_type="inf")),
+        (GradientClipping(0.1, mode="value"), lambda named: gradient_clipping(named, 0.1, mode="value")),
+        (AdaptiveGradientClipping(0.01), lambda named: adaptive_gradient_clipping(named, 0.01, exclude=["head.*"])),
+        (AdaptiveGradientClipping(0.05, eps=0.1, exclude=None),
+         lambda named: adaptive_gradient_clipping(named, 0.05, 0.1)),
+    ],
+    ids=["norm", "inf-norm", "value", "agc", "agc-all"],
+)
+def test_each_function_face_has_the_class_effect(clipper, face):
+    recorder = _Recorder()
+    _fit([clipper], recorder, max_steps=4)
+    changed = 0
+    for step, after in enumerate(recorder.after):
+        named = _replay(recorder, step)
+        pre_clip = face(named)
+        _assert_same_effect(named, after)
+        changed += any(not torch.equal(after[n], recorder.before[step][n]) for n in after)
+        if clipper.name == "gradient_clipping" and clipper.norm_type == 2.0:
+            assert pre_clip.item() == pytest.approx(recorder.norms[step], rel=1e-5)
+    assert changed == clipper.clipped_steps.item() and changed > 0
+
+
+def test_auto_clipping_function_face_has_the_class_effect():
+    recorder = _Recorder()
+    clipper = AutoClipping(percentile=30.0, history_size=4)
+    _fit([clipper], recorder, max_steps=6)
+    history = GradientNormHistory(4)
+    for step, after in enumerate(recorder.after):
+        named = _replay(recorder, step)
+        pre_clip = auto_clipping(named, history, percentile=30.0)
+        assert pre_clip.item() == pytest.approx(recorder.norms[step], rel=1e-5)
+        _assert_same_effect(named, after)
+    torch.testing.assert_close(history.values(), clipper.history.values())

@@ -13,10 +13,10 @@ from torch.profiler import ProfilerActivity, profile
 from lstm_plugins import LSTMClassifier, hookimpl
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceBatch
 from lstm_plugins.plugins.exploding_gradients import (
-    ExplodingGradientDetector,
+    ExplodingGradients,
     GradientSpikeStatistics,
     GradientSpikeWarning,
-    is_gradient_spike,
+    exploding_gradients,
 )
 from lstm_plugins.plugins.gate_saturation import GateSaturation, gate_saturation, measure_gate_saturation
 from lstm_plugins.plugins.gradient_reach import (
@@ -28,7 +28,7 @@ from lstm_plugins.plugins.gradient_reach import (
     step_gradient_norms,
 )
 
-PLUGIN_FILES = ("exploding_gradients.py", "gradient_reach.py", "gate_saturation.py")
+TECHNIQUE_FILES = ("exploding_gradients.py", "gradient_reach.py", "gate_saturation.py")
 
 
 class _InjectSpike:
@@ -63,10 +63,10 @@ def _fit(model, max_steps, **options):
 def test_spike_rule_in_log_space():
     mean, variance = torch.tensor(0.0), torch.tensor(0.04)  # std 0.2 in log space
     norms = torch.tensor([1.0, 2.0, 3.9, 4.1, math.inf, math.nan])
-    spikes = is_gradient_spike(norms.log(), mean, variance, threshold=6.0, min_ratio=4.0)
+    spikes = exploding_gradients(norms.log(), mean, variance, threshold=6.0, min_ratio=4.0)
     # 6 std is a factor e^1.2 = 3.3 < min_ratio: the ratio bound decides.
     assert spikes.tolist() == [False, False, False, True, True, True]
-    wide = is_gradient_spike(torch.tensor([20.0, 30.0]).log(), mean, torch.tensor(0.25), 6.0, 4.0)
+    wide = exploding_gradients(torch.tensor([20.0, 30.0]).log(), mean, torch.tensor(0.25), 6.0, 4.0)
     assert wide.tolist() == [False, True]  # e^3 = 20.1 is the bound
 
 
@@ -85,8 +85,8 @@ def test_running_statistics_are_exact_then_exponential():
 
 def test_spike_is_reported_once_with_its_step_and_layer():
     torch.manual_seed(0)
-    detector = ExplodingGradientDetector(warmup_steps=10, check_every_n_steps=5)
-    model = LSTMClassifier(12, 9, num_layers=2, plugins=[detector, _InjectSpike(step=23, layer=1)])
+    detector = ExplodingGradients(warmup_steps=10, log_every_n_steps=5)
+    model = LSTMClassifier(12, 9, num_layers=2, techniques=[detector, _InjectSpike(step=23, layer=1)])
     trainer, caught = _fit(model, max_steps=40)
     assert [type(w.message) for w in caught] == [GradientSpikeWarning]
     message = str(caught[0].message)
@@ -100,8 +100,8 @@ def test_spike_is_reported_once_with_its_step_and_layer():
 
 def test_no_spike_is_flagged_during_warm_up_or_in_plain_training():
     torch.manual_seed(0)
-    during_warm_up = ExplodingGradientDetector(warmup_steps=10, check_every_n_steps=5)
-    model = LSTMClassifier(12, 9, num_layers=2, plugins=[during_warm_up, _InjectSpike(step=4, layer=0)])
+    during_warm_up = ExplodingGradients(warmup_steps=10, log_every_n_steps=5)
+    model = LSTMClassifier(12, 9, num_layers=2, techniques=[during_warm_up, _InjectSpike(step=4, layer=0)])
     trainer, caught = _fit(model, max_steps=40)
     assert caught == []
     assert during_warm_up.statistics.summary().spikes == 0
@@ -137,8 +137,8 @@ def _loss_scaling_only():
 @pytest.mark.parametrize("loss_scaled", [False, True])
 def test_a_non_finite_norm_is_a_spike_unless_a_loss_scaler_expects_overflows(loss_scaled):
     torch.manual_seed(0)
-    detector = ExplodingGradientDetector(warmup_steps=3, check_every_n_steps=2)
-    model = LSTMClassifier(12, 9, plugins=[detector, _InjectInfinity(step=6)])
+    detector = ExplodingGradients(warmup_steps=3, log_every_n_steps=2)
+    model = LSTMClassifier(12, 9, techniques=[detector, _InjectInfinity(step=6)])
     _, caught = _fit(model, max_steps=9, plugins=[_loss_scaling_only()] if loss_scaled else [])
     summary = detector.statistics.summary()
     if loss_scaled:
@@ -151,8 +151,8 @@ def test_a_non_finite_norm_is_a_spike_unless_a_loss_scaler_expects_overflows(los
 
 def test_spike_statistics_survive_a_checkpoint(tmp_path):
     torch.manual_seed(0)
-    detector = ExplodingGradientDetector(warmup_steps=3, check_every_n_steps=100)
-    model = LSTMClassifier(12, 9, plugins=[detector, _InjectSpike(step=8, layer=0)])
+    detector = ExplodingGradients(warmup_steps=3, log_every_n_steps=100)
+    model = LSTMClassifier(12, 9, techniques=[detector, _InjectSpike(step=8, layer=0)])
     trainer, caught = _fit(model, max_steps=12)
     assert [type(w.message) for w in caught] == [GradientSpikeWarning]  # read at the epoch end
     path = tmp_path / "detector.ckpt"
@@ -160,13 +160,17 @@ def test_spike_statistics_survive_a_checkpoint(tmp_path):
     stored = torch.load(path, weights_only=True)["lstm_plugins"]["state"]["exploding_gradients"]
     assert stored["observed_steps"] == 12 and stored["reported"] is True
 
-    restored = ExplodingGradientDetector(warmup_steps=3, check_every_n_steps=100)
-    LSTMClassifier.load_from_checkpoint(path, plugins=[restored])
+    restored = ExplodingGradients(warmup_steps=3, log_every_n_steps=100)
+    assert restored.state_dict().keys() == detector.state_dict().keys()  # stable keys: checked on load
+    LSTMClassifier.load_from_checkpoint(path, techniques=[restored])
     assert restored.statistics.observed_steps == 12 and restored.reported
     assert restored.statistics.layer_names == detector.statistics.layer_names
     for key, value in detector.statistics._tensors.items():
         torch.testing.assert_close(restored.statistics._tensors[key], value)
     assert restored.statistics.summary() == detector.statistics.summary()
+    tampered = dict(stored, layer_names=stored["layer_names"][:-1])
+    with pytest.raises(ValueError, match="do not match their layer names"):
+        ExplodingGradients().load_state_dict(tampered)
 
 
 def test_detector_keeps_its_statistics_on_the_gradients_device():
@@ -180,7 +184,7 @@ def test_detector_keeps_its_statistics_on_the_gradients_device():
 # --- no host synchronisation off the interval ---------------------------------------------------
 
 
-def _count_host_reads_from_plugins(monkeypatch, trainer_ref, reads):
+def _count_host_reads_from_techniques(monkeypatch, trainer_ref, reads):
     """Patch every tensor -> host read so that those made from the diagnostics' modules record
     the optimizer step they happen at."""
 
@@ -190,7 +194,7 @@ def _count_host_reads_from_plugins(monkeypatch, trainer_ref, reads):
         def spy(self, *args, **kwargs):
             frame, functions = sys._getframe(1), []
             while frame is not None:
-                if frame.f_code.co_filename.endswith(PLUGIN_FILES):
+                if frame.f_code.co_filename.endswith(TECHNIQUE_FILES):
                     functions.append(frame.f_code.co_name)
                 frame = frame.f_back
             if functions:
@@ -205,27 +209,27 @@ def _count_host_reads_from_plugins(monkeypatch, trainer_ref, reads):
 
 def test_diagnostics_read_the_host_only_on_their_interval_and_do_not_warn(monkeypatch):
     torch.manual_seed(0)
-    plugins = [
-        ExplodingGradientDetector(warmup_steps=5, check_every_n_steps=4),
-        GradientReach(every_n_steps=4),
-        GateSaturation(every_n_steps=4),
+    techniques = [
+        ExplodingGradients(warmup_steps=5, log_every_n_steps=4),
+        GradientReach(log_every_n_steps=4),
+        GateSaturation(log_every_n_steps=4),
     ]
-    model = LSTMClassifier(12, 9, num_layers=2, bidirectional=True, plugins=plugins)
+    model = LSTMClassifier(12, 9, num_layers=2, bidirectional=True, techniques=techniques)
     trainer = quiet_trainer(max_steps=14, limit_val_batches=0, log_every_n_steps=4)
     reads = []
-    _count_host_reads_from_plugins(monkeypatch, [trainer], reads)
+    _count_host_reads_from_techniques(monkeypatch, [trainer], reads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
     monkeypatch.undo()
     assert [str(w.message) for w in caught if "LeafSpec" not in str(w.message)] == []  # no warnings
     hooks = {hook for _, hook in reads}
-    assert "on_gradients_ready" in hooks and hooks <= {"on_gradients_ready", "on_train_batch_end", "on_train_epoch_end"}
-    # Reads happen while step s is taken (global_step == s) or right after it (global_step ==
-    # s + 1, in on_train_batch_end), for s = 0, 4, 8, 12 only; and at the epoch's end.
-    steps = {step - (hook == "on_train_batch_end") for step, hook in reads if hook != "on_train_epoch_end"}
-    assert steps == {0, 4, 8, 12}, sorted(set(reads))
-    assert plugins[1].last_step == 12
+    assert "on_gradients_ready" in hooks and hooks <= {"on_gradients_ready", "on_train_step_end", "on_train_epoch_end"}
+    # Reads happen while step s is taken (global_step == s, on_train_step_end included), on
+    # Lightning's logging rows s = 3, 7, 11 only; and at the epoch's end.
+    steps = {step for step, hook in reads if hook != "on_train_epoch_end"}
+    assert steps == {3, 7, 11}, sorted(set(reads))
+    assert techniques[1].last_step == 11
 
 
 # --- gradient reach -----------------------------------------------------------------------------
@@ -293,15 +297,15 @@ def test_trained_lstm_reaches_the_deciding_first_step_and_an_untrained_one_does_
     assert untrained.profile[-1] / untrained.profile[0] < 1e-4
 
 
-def test_plugin_is_the_last_input_layer_and_keeps_results_and_the_fused_kernel(batch):
+def test_technique_is_the_last_input_layer_and_keeps_results_and_the_fused_kernel(batch):
     from lstm_plugins.plugins import Dropout
 
-    stacked = LSTMClassifier(12, 9, plugins=[GradientReach(), Dropout(input=0.1)])
+    stacked = LSTMClassifier(12, 9, techniques=[GradientReach(), Dropout(input=0.1)])
     assert [type(m) for m in stacked.input_layers] == [torch.nn.Dropout, InputGradientCapture]
 
     torch.manual_seed(0)
-    reach = GradientReach(every_n_steps=1)
-    model = LSTMClassifier(12, 9, num_layers=2, plugins=[reach])
+    reach = GradientReach(log_every_n_steps=1)
+    model = LSTMClassifier(12, 9, num_layers=2, techniques=[reach])
     plain = LSTMClassifier(12, 9, num_layers=2)
     plain.load_state_dict(model.state_dict())
 
@@ -339,7 +343,7 @@ class _Recorder:
         self.batch, self.measured = None, {}
 
     @hookimpl
-    def loss_terms(self, batch):
+    def on_loss_computed(self, batch):
         self.batch = batch
 
     @hookimpl
@@ -348,26 +352,26 @@ class _Recorder:
         self.measured[model.trainer.global_step] = measure_gradient_reach(model, *batch, fraction=0.05)
 
 
-def test_plugin_logs_the_reach_of_its_interval_steps():
+def test_technique_logs_the_reach_of_its_interval_steps():
     torch.manual_seed(0)
-    recorder, reach = _Recorder(), GradientReach(every_n_steps=3, fraction=0.05)
-    model = LSTMClassifier(12, 9, plugins=[recorder, reach])
+    recorder, reach = _Recorder(), GradientReach(log_every_n_steps=3, fraction=0.05)
+    model = LSTMClassifier(12, 9, techniques=[recorder, reach])
     logger = RecordingLogger()
     trainer = quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
     logged = logger.values("gradient_reach/steps")
-    assert [step for step, _ in logged] == [0, 3, 6]
-    expected = recorder.measured[6]
+    assert [step for step, _ in logged] == [2, 5]  # Lightning's rows: steps N - 1, 2N - 1
+    expected = recorder.measured[5]
     assert logged[-1][1] == reach.last_reach == int(expected.reach)
-    assert reach.last_step == 6
+    assert reach.last_step == 5
     assert reach.last_profile.device.type == "cpu"
     torch.testing.assert_close(reach.last_profile, expected.profile, rtol=1e-4, atol=1e-9)
 
 
 def test_with_gradient_accumulation_one_micro_batch_per_interval_step_is_measured():
     torch.manual_seed(0)
-    reach = GradientReach(every_n_steps=2)
-    model = LSTMClassifier(12, 9, plugins=[reach])
+    reach = GradientReach(log_every_n_steps=2)
+    model = LSTMClassifier(12, 9, techniques=[reach])
     captures = []
     original = reach.capture.forward
 
@@ -380,8 +384,23 @@ def test_with_gradient_accumulation_one_micro_batch_per_interval_step_is_measure
     reach.capture.forward = spy
     trainer = quiet_trainer(max_steps=5, limit_val_batches=0, accumulate_grad_batches=2)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
-    assert captures == [0, 2, 4]
-    assert reach.last_step == 4
+    assert captures == [1, 3]  # the first micro-batch of steps 1 and 3 only
+    assert reach.last_step == 3
+
+
+@pytest.mark.parametrize("accumulate_grad_batches", [1, 2])
+def test_reach_lands_on_the_rows_of_lightnings_own_logging(accumulate_grad_batches):
+    torch.manual_seed(0)
+    reach = GradientReach()  # the Trainer's interval
+    model = LSTMClassifier(12, 9, techniques=[reach])
+    logger = RecordingLogger()
+    trainer = quiet_trainer(max_steps=8, limit_val_batches=0, logger=logger, log_every_n_steps=3,
+                            accumulate_grad_batches=accumulate_grad_batches)
+    trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
+    loss_rows = [step for step, _ in logger.values("train/loss")]
+    assert loss_rows == [2, 5]
+    assert [step for step, _ in logger.values("gradient_reach/steps")] == loss_rows
+    assert reach.last_step == 5
 
 
 # --- gate saturation ----------------------------------------------------------------------------
@@ -454,18 +473,18 @@ def test_gate_saturation_ignores_padding():
     )
 
 
-def test_gate_saturation_plugin_logs_every_layer_on_its_interval():
+def test_gate_saturation_technique_logs_every_layer_on_its_interval():
     from lstm_plugins.plugins import Dropout
 
     torch.manual_seed(0)
     model = LSTMClassifier(
-        12, 9, num_layers=2, bidirectional=True, plugins=[Dropout(input=0.5), GateSaturation(every_n_steps=3, margin=0.2)]
+        12, 9, num_layers=2, bidirectional=True, techniques=[Dropout(input=0.5), GateSaturation(log_every_n_steps=3, margin=0.2)]
     )
     logger = RecordingLogger()
     trainer = quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
-    # Measured after the optimizer step of steps 0, 3, 6, and logged at those steps.
-    assert logger.steps_with("gate_saturation/") == [0, 3, 6]
+    # Measured after the optimizer step of steps 2 and 5 (Lightning's rows), and logged at them.
+    assert logger.steps_with("gate_saturation/") == [2, 5]
     names = {f"gate_saturation/layer{k}{d}/{g}" for k in (0, 1) for d in ("", "_reverse") for g in ("input", "forget")}
     assert set(trainer.logged_metrics) >= names
     assert model.input_layers.training  # eval mode only while measuring
@@ -478,21 +497,43 @@ def test_gate_saturation_plugin_logs_every_layer_on_its_interval():
     torch.testing.assert_close(measured, expected)
 
 
+def test_gate_saturation_measures_once_per_optimizer_step_under_gradient_accumulation(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("lstm_plugins.plugins.gate_saturation")  # the attribute is the function
+    measured_at = []
+    original = module.measure_gate_saturation
+
+    def counted(model, *args, **kwargs):
+        measured_at.append(model.trainer.global_step)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(module, "measure_gate_saturation", counted)
+    torch.manual_seed(0)
+    model = LSTMClassifier(12, 9, techniques=[GateSaturation(log_every_n_steps=1)])
+    logger = RecordingLogger()
+    trainer = quiet_trainer(max_steps=4, limit_val_batches=0, logger=logger, log_every_n_steps=1,
+                            accumulate_grad_batches=2)
+    trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
+    assert measured_at == [0, 1, 2, 3]  # 8 micro-batches, 4 optimizer steps: 4 measurements
+    assert logger.steps_with("gate_saturation/") == [0, 1, 2, 3]  # one row per optimizer step
+
+
 # --- arguments ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "factory, arguments, error, message",
     [
-        (ExplodingGradientDetector, {"threshold": 0}, ValueError, "Expected `threshold` to be a positive float, but got 0.0."),
-        (ExplodingGradientDetector, {"min_ratio": 1}, ValueError, "Expected `min_ratio` to be a float above 1, but got 1.0."),
-        (ExplodingGradientDetector, {"warmup_steps": 0}, ValueError, "Expected `warmup_steps` to be a positive int, but got 0."),
-        (ExplodingGradientDetector, {"check_every_n_steps": 2.5}, TypeError, "Expected `check_every_n_steps` to be a positive int, but got 2.5."),
-        (ExplodingGradientDetector, {"decay": 1.0}, ValueError, "Expected `decay` to be a float in [0, 1), but got 1.0."),
-        (GradientReach, {"every_n_steps": 0}, ValueError, "Expected `every_n_steps` to be a positive int, but got 0."),
+        (ExplodingGradients, {"threshold": 0}, ValueError, "Expected `threshold` to be a positive float, but got 0.0."),
+        (ExplodingGradients, {"min_ratio": 1}, ValueError, "Expected `min_ratio` to be a float above 1, but got 1.0."),
+        (ExplodingGradients, {"warmup_steps": 0}, ValueError, "Expected `warmup_steps` to be a positive int, but got 0."),
+        (ExplodingGradients, {"log_every_n_steps": 2.5}, TypeError, "Expected `log_every_n_steps` to be a positive int or None, but got 2.5."),
+        (ExplodingGradients, {"decay": 1.0}, ValueError, "Expected `decay` to be a float in [0, 1), but got 1.0."),
+        (GradientReach, {"log_every_n_steps": 0}, ValueError, "Expected `log_every_n_steps` to be a positive int or None, but got 0."),
         (GradientReach, {"fraction": 0}, ValueError, "Expected `fraction` to be a float in (0, 1), but got 0."),
         (GradientReach, {"fraction": 1.5}, ValueError, "Expected `fraction` to be a float in [0, 1), but got 1.5."),
-        (GateSaturation, {"every_n_steps": -1}, ValueError, "Expected `every_n_steps` to be a positive int, but got -1."),
+        (GateSaturation, {"log_every_n_steps": -1}, ValueError, "Expected `log_every_n_steps` to be a positive int or None, but got -1."),
         (GateSaturation, {"margin": 0.5}, ValueError, "Expected `margin` to be a float in (0, 0.5), but got 0.5."),
         (GateSaturation, {"margin": "small"}, TypeError, "Expected `margin` to be a positive float, but got 'small'."),
     ],
@@ -503,16 +544,16 @@ def test_arguments_are_checked_with_exact_messages(factory, arguments, error, me
     assert str(raised.value) == message
 
 
-def test_plugins_record_their_arguments_and_pickle():
+def test_techniques_record_their_arguments_and_pickle():
     import pickle
 
-    plugins = [ExplodingGradientDetector(threshold=5.0), GradientReach(fraction=0.05), GateSaturation(margin=0.1)]
-    assert [p.config for p in plugins] == [
-        {"threshold": 5.0, "min_ratio": 4.0, "warmup_steps": 50, "check_every_n_steps": 50, "decay": 0.98},
-        {"every_n_steps": 50, "fraction": 0.05},
-        {"every_n_steps": 50, "margin": 0.1},
+    techniques = [ExplodingGradients(threshold=5.0), GradientReach(fraction=0.05), GateSaturation(margin=0.1)]
+    assert [t.config for t in techniques] == [
+        {"threshold": 5.0, "min_ratio": 4.0, "warmup_steps": 50, "log_every_n_steps": None, "decay": 0.98},
+        {"log_every_n_steps": None, "fraction": 0.05},
+        {"log_every_n_steps": None, "margin": 0.1},
     ]
-    model = LSTMClassifier(12, 9, plugins=plugins)
+    model = LSTMClassifier(12, 9, techniques=techniques)
     copy = pickle.loads(pickle.dumps(model))
     assert copy.techniques[1].capture is copy.input_layers[0]
 
@@ -533,7 +574,10 @@ def test_the_gradient_reach_example_runs(tmp_path):
 
 
 def test_both_faces_of_the_spike_statistics_agree(batch):
+    from lstm_plugins import toolkit
     from lstm_plugins.plugins import gradient_norms
+
+    assert gradient_norms is toolkit.gradient_norms  # the function face is the toolkit's
 
     model = LSTMClassifier(12, 9, num_layers=2, bidirectional=True)
     by_name, fused = GradientSpikeStatistics(warmup_steps=2), GradientSpikeStatistics(warmup_steps=2)

@@ -42,7 +42,7 @@ def test_ddp_test_metrics_equal_a_single_process_evaluation_of_the_same_weights(
     from ddp_fit import STACK
 
     distributed = json.loads((ddp_run / "metrics_rank0.json").read_text())
-    model = LSTMClassifier(12, 9, hidden_size=32, bidirectional=True, learning_rate=0.005, plugins=STACK)
+    model = LSTMClassifier(12, 9, hidden_size=32, bidirectional=True, learning_rate=0.005, techniques=STACK)
     model.load_state_dict(torch.load(ddp_run / "weights.pt", weights_only=True))
     quiet_trainer().test(model, datamodule=JapaneseVowelsDataModule(batch_size=32, seed=0), verbose=False)
     for name in ("test/accuracy", "test/recall", "test/f1", "test/recall_per_class", "test/f1_per_class"):

@@ -14,7 +14,7 @@ def test_default_stack_learns_japanese_vowels():
     torch.manual_seed(0)
     datamodule = JapaneseVowelsDataModule(batch_size=16, seed=0)
     model = LSTMClassifier(12, 9, hidden_size=32, bidirectional=True, learning_rate=0.005,
-                           plugins=DEFAULT_CONFIG["techniques"])
+                           techniques=DEFAULT_CONFIG["techniques"])
     trainer = quiet_trainer(max_epochs=12)
     trainer.fit(model, datamodule=datamodule)
     assert trainer.logged_metrics["val/accuracy"].item() > 0.8
@@ -39,7 +39,7 @@ def test_binary_classification_with_variable_lengths():
     labels = np.array(labels)
     datamodule = SequenceDataModule(sequences[:200], labels[:200], sequences[200:], labels[200:], batch_size=32)
     torch.manual_seed(0)
-    model = LSTMClassifier(3, 2, hidden_size=16, learning_rate=0.01, plugins=["gradient_clipping"])
+    model = LSTMClassifier(3, 2, hidden_size=16, learning_rate=0.01, techniques=["gradient_clipping"])
     trainer = quiet_trainer(max_epochs=8)
     trainer.fit(model, datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)

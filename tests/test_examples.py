@@ -88,7 +88,7 @@ def test_metric_history_records_the_gradient_norm_before_and_after_clipping():
     torch.manual_seed(0)
     datamodule = JapaneseVowelsDataModule(batch_size=16, seed=0)
     model = LSTMClassifier(12, 9, hidden_size=16, learning_rate=0.01,
-                           plugins=[{"gradient_clipping": {"threshold": 0.5}}])
+                           techniques=[{"gradient_clipping": {"threshold": 0.5}}])
     history = MetricHistory()
     trainer = quiet_trainer(max_epochs=1, log_every_n_steps=4, callbacks=[history])
     trainer.fit(model, datamodule=datamodule)

@@ -56,7 +56,7 @@ def _lstm_events(run):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_default_stack_runs_the_fused_kernel_on_variable_length_batches(batch, bidirectional):
     model = LSTMClassifier(
-        12, 9, num_layers=2, bidirectional=bidirectional, plugins=DEFAULT_CONFIG["techniques"]
+        12, 9, num_layers=2, bidirectional=bidirectional, techniques=DEFAULT_CONFIG["techniques"]
     ).train()
 
     def step():

@@ -8,14 +8,8 @@ from conftest import make_batch, quiet_trainer
 from pytorch_lightning.callbacks import Callback
 from torchmetrics.classification import MulticlassAccuracy
 
-from lstm_plugins import (
-    LSTMClassifier,
-    Technique,
-    TechniqueValidationError,
-    available_techniques,
-    hookimpl,
-    resolve_technique,
-)
+from lstm_plugins import LSTMClassifier, Technique, TechniqueValidationError, available_techniques, hookimpl
+from lstm_plugins.techniques import resolve_technique
 from lstm_plugins.data import JapaneseVowelsDataModule
 
 
@@ -31,8 +25,8 @@ class Recorder(Technique):
         self.journal.append((hook, self.label))
 
     @hookimpl
-    def configure_model(self, model):
-        self._note("configure_model")
+    def configure_network(self, model):
+        self._note("configure_network")
 
     @hookimpl
     def on_fit_setup(self, model, trainer):
@@ -43,10 +37,6 @@ class Recorder(Technique):
         self._note("configure_parameter_groups")
 
     @hookimpl
-    def loss_terms(self):
-        self._note("loss_terms")
-
-    @hookimpl
     def on_gradients_ready(self):
         self._note("on_gradients_ready")
 
@@ -55,16 +45,35 @@ class Recorder(Technique):
         self._note("transform_gradients")
 
     @hookimpl
-    def on_train_batch_end(self, batch_index):
-        self._note("on_train_batch_end")
+    def transform_batch(self, batch):
+        self._note("transform_batch")
+
+    @hookimpl
+    def loss_terms(self):
+        self._note("loss_terms")
+
+    @hookimpl
+    def on_loss_computed(self, loss):
+        self._note("on_loss_computed")
+
+    @hookimpl
+    def on_train_step_end(self, step):
+        self._note("on_train_step_end")
 
     @hookimpl
     def on_train_epoch_end(self):
         self._note("on_train_epoch_end")
 
     @hookimpl
+    def on_evaluation_start(self, stage):
+        self._note(f"on_evaluation_start:{stage}")
+
+    @hookimpl
+    def on_evaluation_end(self, stage):
+        self._note(f"on_evaluation_end:{stage}")
+
+    @hookimpl
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["lstm_plugins"]["state"][self.label] = {"calls": len(self.journal)}
         self._note("on_save_checkpoint")
 
     @hookimpl
@@ -74,8 +83,8 @@ class Recorder(Technique):
 
 def test_every_phase_fires_in_training_order_and_techniques_in_listed_order(tmp_path):
     journal: list = []
-    model = LSTMClassifier(12, 9, plugins=[Recorder("first", journal), Recorder("second", journal)])
-    assert journal == [("configure_model", "first"), ("configure_model", "second")]
+    model = LSTMClassifier(12, 9, techniques=[Recorder("first", journal), Recorder("second", journal)])
+    assert journal == [("configure_network", "first"), ("configure_network", "second")]
     journal.clear()
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0, enable_checkpointing=True, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
@@ -83,13 +92,18 @@ def test_every_phase_fires_in_training_order_and_techniques_in_listed_order(tmp_
     assert hooks == [
         "on_fit_setup",
         "configure_parameter_groups",
+        "transform_batch",
         "loss_terms",
+        "on_loss_computed",
         "on_gradients_ready",
         "transform_gradients",
-        "on_train_batch_end",
+        "on_train_step_end",
         "on_train_epoch_end",
         "on_save_checkpoint",
     ]
+    journal.clear()
+    trainer.test(model, datamodule=JapaneseVowelsDataModule(batch_size=32), verbose=False)
+    assert [hook for hook, label in journal if label == "first"] == ["on_evaluation_start:test", "on_evaluation_end:test"]
     # Within each hook the first listed technique is called first.
     for hook in hooks:
         assert [label for h, label in journal if h == hook] == ["first", "second"]
@@ -102,17 +116,17 @@ def test_tryfirst_overrides_listed_order():
         name = "early"
 
         @hookimpl(tryfirst=True)
-        def configure_model(self, model):
+        def configure_network(self, model):
             journal.append("early")
 
     class Late(Technique):
         name = "late"
 
         @hookimpl
-        def configure_model(self, model):
+        def configure_network(self, model):
             journal.append("late")
 
-    LSTMClassifier(12, 9, plugins=[Late(), Early()])
+    LSTMClassifier(12, 9, techniques=[Late(), Early()])
     assert journal == ["early", "late"]
 
 
@@ -125,7 +139,7 @@ def test_unknown_hook_is_refused_with_the_technique_name():
             pass
 
     with pytest.raises(TechniqueValidationError, match=r"`typo_technique` implements unknown hook 'on_gradient_ready'. Known hooks: .*on_gradients_ready"):
-        LSTMClassifier(12, 9, plugins=[Typo()])
+        LSTMClassifier(12, 9, techniques=[Typo()])
 
 
 def test_wrong_signature_is_refused_with_the_technique_name():
@@ -137,7 +151,7 @@ def test_wrong_signature_is_refused_with_the_technique_name():
             return None
 
     with pytest.raises(TechniqueValidationError, match=r"Technique `wrong_arguments`: hook `loss_terms` asks for 'logits', which the hook does not provide. It provides: model, batch, output, task_loss."):
-        LSTMClassifier(12, 9, plugins=[WrongArguments()])
+        LSTMClassifier(12, 9, techniques=[WrongArguments()])
 
 
 def test_a_technique_without_hooks_is_refused():
@@ -146,27 +160,27 @@ def test_a_technique_without_hooks_is_refused():
             return {}
 
     with pytest.raises(TechniqueValidationError, match="`Forgotten` .* implements no hook"):
-        LSTMClassifier(12, 9, plugins=[Forgotten()])
+        LSTMClassifier(12, 9, techniques=[Forgotten()])
 
 
 def test_a_technique_given_twice_is_refused():
     with pytest.raises(TechniqueValidationError, match="Technique `l2` is given twice"):
-        LSTMClassifier(12, 9, plugins=["l2", {"l2": {"weight": 0.1}}])
+        LSTMClassifier(12, 9, techniques=["l2", {"l2": {"weight": 0.1}}])
 
 
 def test_a_class_instead_of_an_instance_is_refused():
     from lstm_plugins.plugins import Dropout
 
     with pytest.raises(TypeError, match=r"instantiate it: Dropout\(...\)"):
-        LSTMClassifier(12, 9, plugins=[Dropout])
+        LSTMClassifier(12, 9, techniques=[Dropout])
 
 
 def test_each_model_owns_its_plugin_manager():
-    first = LSTMClassifier(12, 9, plugins=["l2"])
-    second = LSTMClassifier(12, 9, plugins=["grad_norm"])
+    first = LSTMClassifier(12, 9, techniques=["l2"])
+    second = LSTMClassifier(12, 9, techniques=["grad_norm"])
     assert first.plugin_manager is not second.plugin_manager
     assert [type(t).__name__ for t in first.plugin_manager.get_plugins()] == ["L2Penalty"]
-    assert [type(t).__name__ for t in second.plugin_manager.get_plugins()] == ["GradientNormMonitor"]
+    assert [type(t).__name__ for t in second.plugin_manager.get_plugins()] == ["GradientNorms"]
     assert LSTMClassifier(12, 9).plugin_manager.get_plugins() == set()
 
 
@@ -180,11 +194,11 @@ def test_loss_terms_are_summed_into_the_loss_and_duplicates_refused(batch):
         def loss_terms(self, task_loss):
             return {self.term: torch.tensor(self.value)}
 
-    model = LSTMClassifier(12, 9, plugins=[Constant("a", 1.5), Constant("b", 2.0)])
+    model = LSTMClassifier(12, 9, techniques=[Constant("a", 1.5), Constant("b", 2.0)])
     loss = model.training_step(batch, 0)
     task = torch.nn.functional.cross_entropy(model(batch.features, batch.lengths), batch.targets)
     assert loss.item() == pytest.approx(task.item() + 3.5, rel=1e-6)
-    clash = LSTMClassifier(12, 9, plugins=[Constant("a", 1.0), Constant("a", 2.0)])
+    clash = LSTMClassifier(12, 9, techniques=[Constant("a", 1.0), Constant("a", 2.0)])
     with pytest.raises(ValueError, match="Two techniques return a loss term named `a`"):
         clash.training_step(batch, 0)
 
@@ -211,7 +225,7 @@ def test_parameter_groups_metrics_and_callbacks_are_contributed():
         def configure_callbacks(self):
             return Marker()
 
-    model = LSTMClassifier(12, 9, plugins=[Everything()])
+    model = LSTMClassifier(12, 9, techniques=[Everything()])
     optimizer = model.configure_optimizers()
     assert [len(g["params"]) for g in optimizer.param_groups] == [3, 3]
     assert optimizer.param_groups[1]["lr"] == 0.5
@@ -248,7 +262,7 @@ def test_unknown_name_lists_the_known_ones():
 def test_block_list_disables_a_name(monkeypatch):
     monkeypatch.setenv("LSTM_PLUGINS_BLOCK", "l2, dropout")
     with pytest.raises(ValueError, match="Technique `l2` is blocked by the environment variable LSTM_PLUGINS_BLOCK"):
-        LSTMClassifier(12, 9, plugins=["l2"])
+        LSTMClassifier(12, 9, techniques=["l2"])
     assert available_techniques()["dropout"].blocked
 
 
@@ -264,7 +278,7 @@ def test_block_list_disables_a_name(monkeypatch):
 )
 def test_bad_technique_specs_fail_at_construction(spec, error):
     with pytest.raises((ValueError, TypeError), match=error):
-        LSTMClassifier(12, 9, plugins=[spec])
+        LSTMClassifier(12, 9, techniques=[spec])
 
 
 # --- model arguments, checkpoints, pickling ---------------------------------------------------
@@ -280,7 +294,7 @@ def test_bad_technique_specs_fail_at_construction(spec, error):
         ({"bidirectional": "yes"}, "Expected `bidirectional` to be a bool, but got 'yes'."),
         ({"optimizer": "adagrad"}, "Expected `optimizer` to be one of 'adam', 'adamw', 'sgd', 'rmsprop', but got 'adagrad'."),
         ({"learning_rate": -0.1}, "Expected `learning_rate` to be a positive float, but got -0.1."),
-        ({"plugins": "l2"}, "Expected `plugins` to be a list of techniques"),
+        ({"techniques": "l2"}, "Expected `techniques` to be a list of techniques"),
     ],
 )
 def test_model_arguments_are_checked_at_construction(arguments, message):
@@ -305,7 +319,7 @@ def test_data_module_mismatch_is_refused_before_training():
 
 
 def test_model_and_stack_pickle_for_spawn(batch):
-    model = LSTMClassifier(12, 9, num_layers=2, plugins=["gradient_clipping", {"dropout": {"output": 0.2}}, "l2", "grad_norm"]).eval()
+    model = LSTMClassifier(12, 9, num_layers=2, techniques=["gradient_clipping", {"dropout": {"output": 0.2}}, "l2", "grad_norm"]).eval()
     clone = pickle.loads(pickle.dumps(model))
     torch.testing.assert_close(clone(batch.features, batch.lengths), model(batch.features, batch.lengths))
     assert [type(t).__name__ for t in clone.plugin_manager.get_plugins()] != []
@@ -314,7 +328,7 @@ def test_model_and_stack_pickle_for_spawn(batch):
 
 def test_checkpoint_rebuilds_the_stack_by_name(tmp_path, batch):
     stack = [{"gradient_clipping": {"threshold": 0.5}}, {"dropout": {"output": 0.2}}, "l2"]
-    model = LSTMClassifier(12, 9, bidirectional=True, plugins=stack)
+    model = LSTMClassifier(12, 9, bidirectional=True, techniques=stack)
     trainer = quiet_trainer(max_steps=2, limit_val_batches=0, enable_checkpointing=True, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
     path = tmp_path / "model.ckpt"
@@ -374,7 +388,7 @@ def _both_ways(model):
 def test_direct_hook_calls_follow_pluggys_order_and_drop_none_results():
     stack = [_Returns("a", {"a": 1}), _Last("z", {"z": 1}), _Returns("none", None), _First("f", {"f": 1}),
              _Returns("b", {"b": 1})]
-    direct, through_pluggy = _both_ways(LSTMClassifier(12, 9, plugins=stack))
+    direct, through_pluggy = _both_ways(LSTMClassifier(12, 9, techniques=stack))
     assert direct == through_pluggy == [{"f": 1}, {"a": 1}, {"b": 1}, {"z": 1}]
     empty = LSTMClassifier(12, 9)
     assert _both_ways(empty) == ([], [])
@@ -382,11 +396,11 @@ def test_direct_hook_calls_follow_pluggys_order_and_drop_none_results():
 
 def test_wrappers_monitoring_and_late_registration_go_through_pluggy():
     wrapping = _Wrapping()
-    model = LSTMClassifier(12, 9, plugins=[_Returns("a", {"a": 1}), wrapping])
+    model = LSTMClassifier(12, 9, techniques=[_Returns("a", {"a": 1}), wrapping])
     direct, _ = _both_ways(model)
     assert direct == [{"a": 1}] and wrapping.seen[0] == [{"a": 1}]
 
-    model = LSTMClassifier(12, 9, plugins=[_Returns("a", {"a": 1})])
+    model = LSTMClassifier(12, 9, techniques=[_Returns("a", {"a": 1})])
     calls = []
     undo = model.plugin_manager.add_hookcall_monitoring(lambda name, *_: calls.append(name), lambda *_: None)
     model._hook.loss_terms(model=model, batch=None, output=None, task_loss=None)
@@ -402,7 +416,7 @@ def test_wrappers_monitoring_and_late_registration_go_through_pluggy():
 @pytest.mark.parametrize("with_wrapper", [False, True])
 def test_an_exception_names_the_technique_that_raised_it(with_wrapper):
     stack = [_Returns("fine", {"a": 1}), _Returns("broken", None, fail=True)] + ([_Wrapping()] if with_wrapper else [])
-    model = LSTMClassifier(12, 9, plugins=stack)
+    model = LSTMClassifier(12, 9, techniques=stack)
     with pytest.raises(KeyError, match="broken failed") as error:
         model._hook.loss_terms(model=model, batch=None, output=None, task_loss=None)
     assert error.value.__notes__ == ["(raised by technique `broken` in hook `loss_terms`)"]

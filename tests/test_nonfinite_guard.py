@@ -27,7 +27,7 @@ class Poison(Technique):
         return None
 
     @hookimpl
-    def on_train_batch_end(self, model):
+    def on_train_step_end(self, model):
         self.snapshots.append([p.detach().clone() for p in model.parameters()])
 
 
@@ -50,7 +50,7 @@ def test_the_guard_skips_exactly_the_poisoned_step(optimizer, scaled):
     torch.manual_seed(0)
     poison = Poison(steps=[2])
     guard = NonFiniteGuard(max_consecutive_skips=3)
-    model = LSTMClassifier(12, 9, optimizer=optimizer, learning_rate=0.01, plugins=[poison, GradientClipping(1.0), guard])
+    model = LSTMClassifier(12, 9, optimizer=optimizer, learning_rate=0.01, techniques=[poison, GradientClipping(1.0), guard])
     initial = [p.detach().clone() for p in model.parameters()]
     trainer = quiet_trainer(max_steps=5, limit_val_batches=0, plugins=[_loss_scaling_only()] if scaled else [])
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
@@ -67,7 +67,7 @@ def test_the_guard_skips_exactly_the_poisoned_step(optimizer, scaled):
 
 @pytest.mark.parametrize("optimizer, latest_stop", [("rmsprop", 3), ("adam", 6)])
 def test_the_guard_stops_after_k_consecutive_skips(optimizer, latest_stop):
-    model = LSTMClassifier(12, 9, optimizer=optimizer, plugins=[Poison(steps=range(100)), NonFiniteGuard(max_consecutive_skips=3)])
+    model = LSTMClassifier(12, 9, optimizer=optimizer, techniques=[Poison(steps=range(100)), NonFiniteGuard(max_consecutive_skips=3)])
     trainer = quiet_trainer(max_steps=20, limit_val_batches=0)
     with pytest.raises(NonFiniteStepError, match=r"stopped training at step \d+: \d+ consecutive optimizer steps had NaN or infinite"):
         trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
@@ -77,15 +77,17 @@ def test_the_guard_stops_after_k_consecutive_skips(optimizer, latest_stop):
 
 def test_guard_counters_are_checkpointed(tmp_path):
     guard = NonFiniteGuard()
-    model = LSTMClassifier(12, 9, plugins=[Poison(steps=[0, 1]), guard])
+    model = LSTMClassifier(12, 9, techniques=[Poison(steps=[0, 1]), guard])
     trainer = quiet_trainer(max_steps=3, limit_val_batches=0)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     checkpoint = torch.load(tmp_path / "run.ckpt", weights_only=True)
     assert checkpoint["lstm_plugins"]["state"]["nonfinite_guard"] == {"counters": [2, 0, 2]}
     restored = NonFiniteGuard()
-    LSTMClassifier(12, 9, plugins=[restored]).on_load_checkpoint(checkpoint)
+    LSTMClassifier(12, 9, techniques=[restored]).on_load_checkpoint(checkpoint)
     assert restored.skipped_steps == 2
+    with pytest.raises(ValueError, match="Expected `counters` to be"):
+        NonFiniteGuard().load_state_dict({"counters": [1, 2, 0]})
 
 
 def test_guard_argument():

@@ -188,7 +188,7 @@ def test_evaluation_metrics_equal_one_process(results, strategy, stack):
 
 
 def _feature_stack(clipper):
-    return full_stack(clipper, every_n_steps=1)
+    return full_stack(clipper, log_every_n_steps=1)
 
 
 CLIPPER_FACTORIES = {
@@ -243,7 +243,7 @@ def _assert_round_trip_trains_like_the_original(model, loader=None):
 def test_the_module_and_every_feature_technique_pickle_and_train_on(clipper):
     torch.manual_seed(0)
     model = LSTMClassifier(3, 3, hidden_size=8, num_layers=2, bidirectional=True, optimizer="adamw",
-                           plugins=_feature_stack(CLIPPER_FACTORIES[clipper]()))
+                           techniques=_feature_stack(CLIPPER_FACTORIES[clipper]()))
     copy = _assert_round_trip_trains_like_the_original(model)
     # The L2 term still points at the copy's own parameters, not at the original's.
     l2 = next(t for t in copy.techniques if isinstance(t, L2Penalty))
@@ -255,7 +255,7 @@ def test_a_token_model_with_zoneout_and_embedding_dropout_pickles_and_trains_on(
         warnings.filterwarnings("ignore", "Zoneout runs the LSTM as a per-step loop")
         torch.manual_seed(0)
         model = LSTMClassifier(4, 2, hidden_size=8, bidirectional=True, num_embeddings=30,
-                               plugins=[EmbeddingDropout(0.2), Zoneout(cell=0.2, hidden=0.1)])
+                               techniques=[EmbeddingDropout(0.2), Zoneout(cell=0.2, hidden=0.1)])
         _assert_round_trip_trains_like_the_original(model, _token_loader())
 
 
@@ -276,7 +276,7 @@ def test_spawn_pickling_gives_each_process_its_own_technique_state():
     from lightning_fabric.strategies.launchers.multiprocessing import _disable_module_memory_sharing
 
     model = LSTMClassifier(3, 3, hidden_size=8, num_layers=2, optimizer="adamw",
-                           plugins=_feature_stack(AutoClipping(percentile=50, history_size=4)))
+                           techniques=_feature_stack(AutoClipping(percentile=50, history_size=4)))
     _one_step(model)
     copy = _disable_module_memory_sharing(pickle.loads(bytes(ForkingPickler.dumps(model))))
     clipper, clipper_copy = model.techniques[-1], copy.techniques[-1]

@@ -25,7 +25,7 @@ def test_adding_problem_data():
 def test_regressor_learns_the_adding_problem():
     torch.manual_seed(0)
     datamodule = AddingProblemDataModule(length=10, train_size=2000, val_size=200, test_size=500, batch_size=50)
-    model = LSTMRegressor(2, hidden_size=32, learning_rate=0.01, plugins=["gradient_clipping"])
+    model = LSTMRegressor(2, hidden_size=32, learning_rate=0.01, techniques=["gradient_clipping"])
     trainer = quiet_trainer(max_epochs=6)
     trainer.fit(model, datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)

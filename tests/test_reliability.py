@@ -23,7 +23,7 @@ class Boom(Technique):
 def test_an_exception_in_a_hook_names_the_technique_and_the_hook():
     trainer = quiet_trainer(max_steps=3, limit_val_batches=0)
     with pytest.raises(RuntimeError, match="kaput") as error:
-        trainer.fit(LSTMClassifier(12, 9, plugins=[Boom()]), datamodule=JapaneseVowelsDataModule(batch_size=32))
+        trainer.fit(LSTMClassifier(12, 9, techniques=[Boom()]), datamodule=JapaneseVowelsDataModule(batch_size=32))
     assert "(raised by technique `boom` in hook `loss_terms`)" in error.value.__notes__
 
 
@@ -54,7 +54,7 @@ def test_a_checkpoint_crafted_to_run_code_does_not_run_it(tmp_path):
 
 
 def test_a_checkpoint_whose_technique_is_missing_names_it(tmp_path):
-    model = LSTMClassifier(12, 9, plugins=["l2"])
+    model = LSTMClassifier(12, 9, techniques=["l2"])
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
     path = tmp_path / "model.ckpt"

@@ -16,7 +16,7 @@ from lstm_plugins.data import JapaneseVowelsDataModule
 from lstm_plugins.plugins import (
     AutoClipping,
     GradientClipping,
-    GradientNormMonitor,
+    GradientNorms,
     NonFiniteGuard,
 )
 from stacks import full_stack
@@ -28,7 +28,7 @@ PACKAGE_DIRS = (str(Path(lstm_plugins.__file__).parent), str(Path(lstm_plugins.p
 
 def full_model(**options):
     return LSTMClassifier(12, 9, hidden_size=16, num_layers=2, bidirectional=True, optimizer="adamw",
-                          learning_rate=0.01, plugins=full_stack(**options))
+                          learning_rate=0.01, techniques=full_stack(**options))
 
 
 def test_one_step_acts_in_the_declared_order(monkeypatch):
@@ -57,7 +57,7 @@ def test_one_step_acts_in_the_declared_order(monkeypatch):
             trainer.optimizers[0].register_step_post_hook(lambda *_: journal.append("step"))
 
     # Listed clip, guard, observe: the phases, not the listing, decide the order.
-    model = LSTMClassifier(12, 9, plugins=[GradientClipping(1.0), NonFiniteGuard(), GradientNormMonitor(every_n_steps=1)])
+    model = LSTMClassifier(12, 9, techniques=[GradientClipping(1.0), NonFiniteGuard(), GradientNorms(log_every_n_steps=1)])
     quiet_trainer(max_steps=2, limit_val_batches=0, callbacks=[RecordStep()]).fit(
         model, datamodule=JapaneseVowelsDataModule(batch_size=32))
     assert journal == ["observe", "guard", "clip", "step"] * 2
@@ -81,10 +81,10 @@ def test_the_full_stack_keeps_the_fused_kernel_and_emits_no_warning():
 
 def test_conflicting_stacks_are_refused_naming_both():
     with pytest.raises(ValueError, match="`auto_clipping`.*`gradient_clipping`.*`gradient_clipping` slot"):
-        LSTMClassifier(12, 9, plugins=[AutoClipping(), GradientClipping()])
+        LSTMClassifier(12, 9, techniques=[AutoClipping(), GradientClipping()])
     trainer = quiet_trainer(max_epochs=1, gradient_clip_val=1.0)
     with pytest.raises(ValueError, match=r"`auto_clipping`.*`Trainer\(gradient_clip_val=1.0\)`"):
-        trainer.fit(LSTMClassifier(12, 9, plugins=[AutoClipping()]), datamodule=JapaneseVowelsDataModule())
+        trainer.fit(LSTMClassifier(12, 9, techniques=[AutoClipping()]), datamodule=JapaneseVowelsDataModule())
 
 
 def _fit(tmp_path: Path, max_epochs: int, resume_from: Path | None = None):

@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from lstm_plugins import LSTMClassifier, Technique, hookimpl
 from lstm_plugins.data import JapaneseVowelsDataModule
-from lstm_plugins.plugins import Dropout, GradientClipping, GradientNormMonitor, L2Penalty
+from lstm_plugins.plugins import Dropout, GradientClipping, GradientNorms, L2Penalty
 
 DEFAULT_NAMES = {
     "train/loss", "train/task_loss", "train/l2",
@@ -21,7 +21,7 @@ DEFAULT_NAMES = {
 
 
 def _default_stack():
-    return [GradientClipping(1.0), Dropout(input=0.1, output=0.3), L2Penalty(1e-5), GradientNormMonitor(every_n_steps=10)]
+    return [GradientClipping(1.0), Dropout(input=0.1, output=0.3), L2Penalty(1e-5), GradientNorms(log_every_n_steps=10)]
 
 
 class _StepRecorder(Callback):
@@ -39,14 +39,14 @@ class _StepRecorder(Callback):
 
 def test_each_logging_step_reaches_the_loggers_in_one_row_with_the_values_of_that_step():
     torch.manual_seed(0)
-    model = LSTMClassifier(12, 9, hidden_size=16, plugins=_default_stack())
+    model = LSTMClassifier(12, 9, hidden_size=16, techniques=_default_stack())
     logger, recorder = RecordingLogger(), _StepRecorder()
     trainer = quiet_trainer(max_steps=31, limit_val_batches=0, logger=logger, log_every_n_steps=10,
                             callbacks=[recorder])
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
     rows = [(step, metrics) for step, metrics in logger.rows if "train/loss" in metrics]
     # One row per logging step, holding every technique's values: one host copy per step.
-    assert [step for step, _ in rows] == [0, 10, 20, 30]
+    assert [step for step, _ in rows] == [9, 19, 29]
     for step, metrics in rows:
         names = {name for name in metrics if name != "epoch"}
         assert names >= DEFAULT_NAMES
@@ -56,9 +56,9 @@ def test_each_logging_step_reaches_the_loggers_in_one_row_with_the_values_of_tha
         assert metrics["train/loss"] == pytest.approx(metrics["train/task_loss"] + metrics["train/l2"], rel=1e-5)
         assert metrics["gradient_clipping/clipped_fraction"] <= 1.0
     # No row between logging steps.
-    assert all(step % 10 == 0 for step, metrics in logger.rows if set(metrics) & DEFAULT_NAMES)
+    assert all(step % 10 == 9 for step, metrics in logger.rows if set(metrics) & DEFAULT_NAMES)
     # Callbacks see the values in the batch they were logged in (ModelCheckpoint, EarlyStopping).
-    assert {step: recorder.seen[step] for step in (0, 10, 20, 30)} == {
+    assert {step: recorder.seen[step] for step in (9, 19, 29)} == {
         step: pytest.approx(metrics["train/loss"], rel=1e-6) for step, metrics in rows
     }
     assert trainer.logged_metrics["grad_norm/total"].item() == pytest.approx(rows[-1][1]["grad_norm/total"])
@@ -66,7 +66,7 @@ def test_each_logging_step_reaches_the_loggers_in_one_row_with_the_values_of_tha
 
 def test_a_checkpoint_can_monitor_a_step_value(tmp_path):
     torch.manual_seed(0)
-    model = LSTMClassifier(12, 9, hidden_size=16, plugins=[GradientNormMonitor(every_n_steps=1)])
+    model = LSTMClassifier(12, 9, hidden_size=16, techniques=[GradientNorms(log_every_n_steps=1)])
     checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="grad_norm/total", mode="min", every_n_train_steps=4)
     trainer = quiet_trainer(max_steps=12, limit_val_batches=0, enable_checkpointing=True, callbacks=[checkpoint],
                             log_every_n_steps=1)
@@ -77,23 +77,22 @@ def test_a_checkpoint_can_monitor_a_step_value(tmp_path):
 
 def test_the_csv_logger_of_the_default_fit_gets_the_step_values(tmp_path):
     torch.manual_seed(0)
-    model = LSTMClassifier(12, 9, hidden_size=16, plugins=_default_stack())
+    model = LSTMClassifier(12, 9, hidden_size=16, techniques=_default_stack())
     trainer = quiet_trainer(max_epochs=2, logger=CSVLogger(tmp_path), log_every_n_steps=10)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
     rows = list(csv.DictReader(Path(trainer.logger.log_dir, "metrics.csv").open()))
     train_steps = [int(row["step"]) for row in rows if row.get("grad_norm/total")]
-    assert train_steps == [0, 10, 20, 30]
+    assert train_steps == [9, 19, 29]
     assert any(row.get("val/accuracy") for row in rows)  # Lightning's own logging still works
 
 
 class _CountingTechnique(Technique):
-    """Queues a tensor and a Python number every step, and a value from on_train_batch_end."""
+    """Queues a tensor and a Python number every step, and a value from on_train_step_end."""
 
     name = "counting"
 
     def __init__(self):
         self.count = torch.zeros(())
-        self.last_step = 0
 
     @hookimpl
     def on_gradients_ready(self, model):
@@ -101,16 +100,13 @@ class _CountingTechnique(Technique):
         model.log_step_values({"counting/tensor": self.count, "counting/number": model.trainer.global_step})
 
     @hookimpl
-    def on_train_batch_end(self, model):
-        # As gate_saturation does: once per optimizer step, not per accumulated micro-batch.
-        if model.trainer.global_step != self.last_step:
-            self.last_step = model.trainer.global_step
-            model.log_step_values({"counting/after_step": self.count * 10})
+    def on_train_step_end(self, model):
+        model.log_step_values({"counting/after_step": self.count * 10})
 
 
 def test_gradient_accumulation_logs_once_per_optimizer_step_and_values_from_batch_end_arrive():
     torch.manual_seed(0)
-    model = LSTMClassifier(12, 9, hidden_size=16, plugins=[_CountingTechnique()])
+    model = LSTMClassifier(12, 9, hidden_size=16, techniques=[_CountingTechnique()])
     logger = RecordingLogger()
     trainer = quiet_trainer(max_steps=4, limit_val_batches=0, logger=logger, accumulate_grad_batches=3,
                             log_every_n_steps=1)
@@ -149,9 +145,9 @@ def test_queued_values_are_not_pickled():
     import pickle
 
     model = LSTMClassifier(12, 9, hidden_size=8)
-    model._step_log.tensors["x"] = torch.tensor(1.0)
+    model.step_logger.tensors["x"] = torch.tensor(1.0)
     clone = pickle.loads(pickle.dumps(model))
-    assert clone._step_log.tensors == {} and model._step_log.tensors != {}
+    assert clone.step_logger.tensors == {} and model.step_logger.tensors != {}
 
 
 def test_validation_metrics_during_fit_reach_loggers_callbacks_and_validate_still_returns_them():
@@ -199,11 +195,11 @@ def test_values_reach_the_loggers_at_their_step_without_the_default_optimizer_st
     logger = RecordingLogger()
     quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=2).fit(
         model, datamodule=JapaneseVowelsDataModule(batch_size=16))
-    assert [step for step, _ in logger.values("train/loss")] == [0, 2, 4, 6]
+    assert [step for step, _ in logger.values("train/loss")] == [1, 3, 5]
 
 
 def test_log_every_n_steps_zero_logs_no_step_values():
-    model = LSTMClassifier(12, 9, hidden_size=8, plugins=[GradientNormMonitor(every_n_steps=1)])
+    model = LSTMClassifier(12, 9, hidden_size=8, techniques=[GradientNorms(log_every_n_steps=1)])
     logger = RecordingLogger()
     quiet_trainer(max_steps=4, limit_val_batches=0, logger=logger, log_every_n_steps=0).fit(
         model, datamodule=JapaneseVowelsDataModule(batch_size=16))
@@ -223,7 +219,7 @@ class _InPlaceCounter(Technique):
 
 
 def test_a_queued_value_is_a_copy():
-    model = LSTMClassifier(12, 9, hidden_size=8, plugins=[_InPlaceCounter()])
+    model = LSTMClassifier(12, 9, hidden_size=8, techniques=[_InPlaceCounter()])
     logger = RecordingLogger()
     quiet_trainer(max_steps=3, limit_val_batches=0, logger=logger, log_every_n_steps=1).fit(
         model, datamodule=JapaneseVowelsDataModule(batch_size=16))

@@ -8,18 +8,9 @@ from conftest import RecordingLogger, make_batch, quiet_trainer
 
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import JapaneseVowelsDataModule
-from lstm_plugins.plugins import (
-    Dropout,
-    GradientClipping,
-    GradientNormMonitor,
-    L2Penalty,
-    add_dropout,
-    clip_gradients_by_norm,
-    clip_gradients_by_value,
-    gradient_norms,
-    l2_penalty,
-    select_parameters,
-)
+from lstm_plugins.plugins import Dropout, GradientClipping, GradientNorms, L2Penalty
+from lstm_plugins.plugins.functional import dropout, gradient_clipping, gradient_norms, l2_penalty
+from lstm_plugins.plugins.l2 import select_parameters
 
 
 def _parameters_with_gradients(seed=0, scale=10.0):
@@ -43,7 +34,7 @@ def test_clipped_global_norm_equals_the_bound(norm_type):
     parameters = _parameters_with_gradients()
     before = [p.grad.clone() for p in parameters]
     expected_pre = _reference_norm(before, norm_type)
-    pre_clip = clip_gradients_by_norm(parameters, max_norm=0.5, norm_type=norm_type)
+    pre_clip = gradient_clipping(parameters, 0.5, norm_type=norm_type)
     assert pre_clip.item() == pytest.approx(expected_pre, rel=1e-6)
     assert _reference_norm([p.grad for p in parameters], norm_type) == pytest.approx(0.5, abs=1e-6)
     # Clipping by norm rescales: the direction is unchanged.
@@ -54,7 +45,7 @@ def test_clipped_global_norm_equals_the_bound(norm_type):
 def test_gradients_under_the_bound_are_untouched():
     parameters = _parameters_with_gradients(scale=1e-3)
     before = [p.grad.clone() for p in parameters]
-    clip_gradients_by_norm(parameters, max_norm=10.0)
+    gradient_clipping(parameters, 10.0)
     for old, parameter in zip(before, parameters):
         torch.testing.assert_close(parameter.grad, old)
 
@@ -62,7 +53,7 @@ def test_gradients_under_the_bound_are_untouched():
 def test_clip_by_value_clamps_each_element():
     parameters = _parameters_with_gradients()
     before = [p.grad.clone() for p in parameters]
-    clip_gradients_by_value(parameters, 0.25)
+    gradient_clipping(parameters, 0.25, mode="value")
     for old, parameter in zip(before, parameters):
         assert torch.equal(parameter.grad, old.clamp(-0.25, 0.25))
 
@@ -74,7 +65,7 @@ def test_clip_by_value_clamps_each_element():
         ({"threshold": 0}, "Expected `threshold` to be a positive float, but got 0.0."),
         ({"mode": "both"}, "Expected `mode` to be one of 'norm', 'value', but got 'both'."),
         ({"norm_type": 0}, "Expected `norm_type` to be a positive float, but got 0.0."),
-        ({"log_every_n_steps": 0}, "Expected `log_every_n_steps` to be a positive int, but got 0."),
+        ({"log_every_n_steps": 0}, "Expected `log_every_n_steps` to be a positive int or None, but got 0."),
     ],
 )
 def test_clipping_arguments_are_checked_at_construction(arguments, message):
@@ -91,11 +82,11 @@ def test_two_clippers_are_refused_naming_both():
     with pytest.raises(ValueError, match="`gradient_clipping`.*`value_clip`.*`gradient_clipping` slot"):
         second = GradientClipping(0.1, mode="value")
         second.name = "value_clip"
-        LSTMClassifier(12, 9, plugins=[GradientClipping(1.0), second])
+        LSTMClassifier(12, 9, techniques=[GradientClipping(1.0), second])
 
 
 def test_clipping_with_trainer_gradient_clip_val_is_refused_naming_both():
-    model = LSTMClassifier(12, 9, plugins=[GradientClipping(1.0)])
+    model = LSTMClassifier(12, 9, techniques=[GradientClipping(1.0)])
     trainer = quiet_trainer(max_epochs=1, gradient_clip_val=0.5)
     with pytest.raises(ValueError, match=r"`gradient_clipping`.*`Trainer\(gradient_clip_val=0.5\)`"):
         trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=64))
@@ -114,15 +105,15 @@ class _RecordGradients:
         self.observed.append(gradient_norms(model.named_parameters())["total"].item())
 
     @hookimpl
-    def on_train_batch_end(self, model):
+    def on_train_step_end(self, model):
         self.stepped.append(gradient_norms(model.named_parameters())["total"].item())
 
 
 def test_fit_observes_before_clipping_and_logs_the_pre_clip_norm():
     recorder = _RecordGradients()
     clipper = GradientClipping(0.05, log_every_n_steps=1)
-    monitor = GradientNormMonitor(every_n_steps=1)
-    model = LSTMClassifier(12, 9, plugins=[recorder, monitor, clipper])
+    monitor = GradientNorms(log_every_n_steps=1)
+    model = LSTMClassifier(12, 9, techniques=[recorder, monitor, clipper])
     # Keep gradients after the step so the clipped norm can be read (zero_grad runs next step).
     model.optimizer_zero_grad = lambda epoch, batch_idx, optimizer: optimizer.zero_grad(set_to_none=False)
     trainer = quiet_trainer(max_steps=3, limit_val_batches=0)
@@ -140,7 +131,7 @@ def test_fit_observes_before_clipping_and_logs_the_pre_clip_norm():
 
 def test_dropout_masks_change_between_steps_and_vanish_in_eval():
     torch.manual_seed(0)
-    model = LSTMClassifier(12, 9, num_layers=2, plugins=[Dropout(input=0.2, between_layers=0.3, output=0.5)])
+    model = LSTMClassifier(12, 9, num_layers=2, techniques=[Dropout(input=0.2, between_layers=0.3, output=0.5)])
     assert model.lstm.dropout == 0.3
     assert [type(m) for m in model.input_layers] == [torch.nn.Dropout]
     assert [type(m) for m in model.output_layers] == [torch.nn.Dropout]
@@ -163,7 +154,7 @@ def test_dropout_masks_change_between_steps_and_vanish_in_eval():
 
 def test_between_layer_dropout_on_one_layer_is_a_clear_error():
     with pytest.raises(ValueError, match="Expected `between_layers` to be 0 for a one-layer LSTM"):
-        LSTMClassifier(12, 9, num_layers=1, plugins=[Dropout(between_layers=0.2)])
+        LSTMClassifier(12, 9, num_layers=1, techniques=[Dropout(between_layers=0.2)])
 
 
 @pytest.mark.parametrize("name", ["input", "between_layers", "output"])
@@ -173,10 +164,10 @@ def test_dropout_probabilities_must_be_in_zero_one(name, value):
         Dropout(**{name: value})
 
 
-def test_add_dropout_function_face_matches_the_plugin():
+def test_dropout_function_face_matches_the_plugin():
     functional = LSTMClassifier(12, 9, num_layers=2)
-    add_dropout(functional, input=0.1, between_layers=0.2, output=0.3)
-    plugin = LSTMClassifier(12, 9, num_layers=2, plugins=[Dropout(0.1, 0.2, 0.3)])
+    dropout(functional, input=0.1, between_layers=0.2, output=0.3)
+    plugin = LSTMClassifier(12, 9, num_layers=2, techniques=[Dropout(0.1, 0.2, 0.3)])
     assert repr(functional.input_layers) == repr(plugin.input_layers)
     assert repr(functional.output_layers) == repr(plugin.output_layers)
     assert functional.lstm.dropout == plugin.lstm.dropout == 0.2
@@ -186,7 +177,7 @@ def test_add_dropout_function_face_matches_the_plugin():
 
 
 def test_l2_term_equals_lambda_sum_of_squares_over_selected_parameters(batch):
-    model = LSTMClassifier(12, 9, num_layers=2, plugins=[L2Penalty(weight=0.01)])
+    model = LSTMClassifier(12, 9, num_layers=2, techniques=[L2Penalty(weight=0.01)])
     weights = [p for name, p in model.named_parameters() if "bias" not in name]
     assert len(weights) == 5  # 2 LSTM matrices x 2 layers + the head's weight
     expected = 0.01 * sum((p.double() ** 2).sum() for p in weights)
@@ -206,13 +197,18 @@ def test_l2_selection_by_pattern_and_biases():
 
 
 def test_l2_with_a_pattern_matching_nothing_is_an_error():
-    model = LSTMClassifier(12, 9, plugins=[L2Penalty(parameters=["encoder.*"])])
-    with pytest.raises(ValueError, match="selects no parameter"):
+    # Each pattern must match a parameter (toolkit.match_names), named in the message.
+    model = LSTMClassifier(12, 9, techniques=[L2Penalty(parameters=["encoder.*"])])
+    with pytest.raises(ValueError, match=r"^Technique `l2`: `parameters` pattern\(s\) 'encoder\.\*' match no parameter"):
+        model._hook.on_fit_setup(model=model, trainer=None)
+    # Patterns that match only biases, which are left out, select nothing.
+    model = LSTMClassifier(12, 9, techniques=[L2Penalty(parameters=["lstm.bias_*"])])
+    with pytest.raises(ValueError, match="^Technique `l2` selects no parameter: every parameter it covers is a bias"):
         model._hook.on_fit_setup(model=model, trainer=None)
 
 
 def test_l2_term_is_in_the_optimized_loss_and_logged_separately():
-    model = LSTMClassifier(12, 9, plugins=[L2Penalty(weight=0.5)])
+    model = LSTMClassifier(12, 9, techniques=[L2Penalty(weight=0.5)])
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0, log_every_n_steps=1)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
     logged = trainer.logged_metrics
@@ -243,12 +239,12 @@ def test_gradient_norms_total_and_per_layer_match_reference(batch):
 
 
 def test_gradient_norms_are_logged_only_on_the_interval():
-    monitor = GradientNormMonitor(every_n_steps=3)
-    model = LSTMClassifier(12, 9, plugins=[monitor])
+    monitor = GradientNorms(log_every_n_steps=3)
+    model = LSTMClassifier(12, 9, techniques=[monitor])
     logger = RecordingLogger()
     trainer = quiet_trainer(max_steps=7, limit_val_batches=0, logger=logger, log_every_n_steps=5)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=16))
-    assert logger.steps_with("grad_norm/") == [0, 3, 6]
+    assert logger.steps_with("grad_norm/") == [2, 5]  # Lightning's rows: steps N - 1, 2N - 1
 
 
 # --- AMP loss scaling -------------------------------------------------------------------------
@@ -278,7 +274,7 @@ def test_gradients_are_observed_and_clipped_after_amp_unscaling(optimizer):
     for scaled in (False, True):
         torch.manual_seed(0)
         recorder = _RecordGradients()
-        model = LSTMClassifier(12, 9, optimizer=optimizer, plugins=[recorder, GradientClipping(0.05, log_every_n_steps=1)])
+        model = LSTMClassifier(12, 9, optimizer=optimizer, techniques=[recorder, GradientClipping(0.05, log_every_n_steps=1)])
         plugins = [_LossScalingOnly.plugin(1024.0)] if scaled else []
         trainer = quiet_trainer(max_steps=2, limit_val_batches=0, plugins=plugins)
         trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))

@@ -1,15 +1,19 @@
 """Zoneout: the per-step recurrence checked against the fused path and an independent reference."""
 
+import importlib
 import warnings
 
 import pytest
 import torch
 from conftest import quiet_trainer
 
-from lstm_plugins import LSTMClassifier, Technique, hookimpl, last_step_summary, run_lstm
+from lstm_plugins import LSTMClassifier, Technique, hookimpl
 from lstm_plugins.data import JapaneseVowelsDataModule
-from lstm_plugins.plugins import zoneout as zoneout_module
-from lstm_plugins.plugins.zoneout import Zoneout, ZoneoutRecurrence, zoneout_lstm
+from lstm_plugins.model import last_step_summary, run_lstm
+from lstm_plugins.plugins.zoneout import Zoneout, ZoneoutRecurrence, zoneout
+
+# The module itself: the package's `zoneout` attribute is the function face.
+zoneout_module = importlib.import_module("lstm_plugins.plugins.zoneout")
 
 LENGTHS = [9, 3, 6, 1, 9, 4]
 SHAPES = [(False, 1), (False, 2), (True, 1), (True, 2)]
@@ -93,7 +97,7 @@ def test_zero_probabilities_equal_the_fused_lstm_outputs_and_gradients(bidirecti
     features, lengths = _padded(LENGTHS)
     results = []
     for run in (lambda: run_lstm(lstm, features, lengths),
-                lambda: zoneout_lstm(features, lengths, lstm, cell=0.0, hidden=0.0, training=training)):
+                lambda: zoneout(features, lengths, lstm, cell=0.0, hidden=0.0, training=training)):
         lstm.zero_grad()
         output = run()
         last_step_summary(output, lengths, bidirectional).pow(2).sum().backward()
@@ -109,7 +113,7 @@ def test_replacement_weights_are_used():
     features, lengths = _padded(LENGTHS)
     weights = [w * 1.5 for w in lstm._flat_weights]
     expected = run_lstm(lstm, features, lengths, weights)
-    zoned = zoneout_lstm(features, lengths, lstm, weights, cell=0.0, hidden=0.0)
+    zoned = zoneout(features, lengths, lstm, weights, cell=0.0, hidden=0.0)
     torch.testing.assert_close(_valid(zoned, lengths), _valid(expected, lengths), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(_valid(zoned, lengths), _valid(run_lstm(lstm, features, lengths), lengths))
 
@@ -120,10 +124,10 @@ def test_inter_layer_dropout_applies_in_training_as_in_the_fused_path():
     torch.manual_seed(5)
     expected = run_lstm(lstm, features, lengths)
     torch.manual_seed(5)
-    zoned = zoneout_lstm(features, lengths, lstm, cell=0.0, hidden=0.0, training=True)
+    zoned = zoneout(features, lengths, lstm, cell=0.0, hidden=0.0, training=True)
     torch.testing.assert_close(_valid(zoned, lengths), _valid(expected, lengths), rtol=1e-5, atol=1e-5)
     lstm.eval()
-    without_dropout = zoneout_lstm(features, lengths, lstm, cell=0.0, hidden=0.0, training=False)
+    without_dropout = zoneout(features, lengths, lstm, cell=0.0, hidden=0.0, training=False)
     assert not torch.allclose(_valid(zoned, lengths), _valid(without_dropout, lengths))
 
 
@@ -132,7 +136,7 @@ def test_evaluation_is_the_expectation_computed_per_sample(bidirectional, num_la
     lstm = _lstm(bidirectional, num_layers)
     features, lengths = _padded(LENGTHS, padding=7.0)  # padding must not matter
     with torch.no_grad():
-        zoned = zoneout_lstm(features, lengths, lstm, cell=0.6, hidden=0.3, training=False)
+        zoned = zoneout(features, lengths, lstm, cell=0.6, hidden=0.3, training=False)
         expected = _reference(lstm, features, lengths, 0.6, 0.3)
     for b, length in enumerate(lengths.tolist()):
         torch.testing.assert_close(zoned[b, :length], expected[b], rtol=1e-5, atol=1e-6)
@@ -151,7 +155,7 @@ def test_training_draws_the_documented_masks(bidirectional, num_layers):
         hidden_masks.append(torch.rand(shape) < 0.2)
     torch.manual_seed(3)
     with torch.no_grad():
-        zoned = zoneout_lstm(features, lengths, lstm, cell=0.5, hidden=0.2, training=True)
+        zoned = zoneout(features, lengths, lstm, cell=0.5, hidden=0.2, training=True)
         expected = _reference(lstm, features, lengths, 0.5, 0.2, cell_masks, hidden_masks)
     for b, length in enumerate(lengths.tolist()):
         torch.testing.assert_close(zoned[b, :length], expected[b], rtol=1e-5, atol=1e-6)
@@ -161,10 +165,10 @@ def test_training_masks_change_between_calls_and_keep_units_at_the_rate():
     lstm = _lstm(False, 1, hidden_size=64)
     features, lengths = _padded([40] * 16)
     with torch.no_grad():
-        first = zoneout_lstm(features, lengths, lstm, cell=0.0, hidden=0.3)
-        second = zoneout_lstm(features, lengths, lstm, cell=0.0, hidden=0.3)
+        first = zoneout(features, lengths, lstm, cell=0.0, hidden=0.3)
+        second = zoneout(features, lengths, lstm, cell=0.0, hidden=0.3)
         evaluated = [
-            zoneout_lstm(features, lengths, lstm, cell=0.0, hidden=0.3, training=False) for _ in range(2)
+            zoneout(features, lengths, lstm, cell=0.0, hidden=0.3, training=False) for _ in range(2)
         ]
     assert not torch.equal(first, second)
     assert torch.equal(*evaluated)
@@ -181,7 +185,7 @@ def test_training_outputs_and_gradients_do_not_depend_on_padding():
         features.requires_grad_(True)
         lstm.zero_grad()
         torch.manual_seed(11)
-        output = zoneout_lstm(features, lengths, lstm, cell=0.3, hidden=0.1)
+        output = zoneout(features, lengths, lstm, cell=0.3, hidden=0.1)
         last_step_summary(output, lengths, True).pow(2).sum().backward()
         gradients = [p.grad.clone() for p in lstm.parameters()]
         runs.append((_valid(output, lengths), _valid(features.grad, lengths), gradients))
@@ -206,7 +210,7 @@ def test_probabilities_are_checked(arguments, message):
             build(**arguments)
         assert str(error.value) == message
     with pytest.raises(ValueError) as error:
-        zoneout_lstm(*_padded([2]), _lstm(False, 1), **arguments)
+        zoneout(*_padded([2]), _lstm(False, 1), **arguments)
     assert str(error.value) == message
 
 
@@ -214,7 +218,7 @@ def test_probabilities_are_checked(arguments, message):
 
 
 def test_the_model_runs_zoneout_in_train_mode_and_the_expectation_in_eval_mode(batch):
-    model = LSTMClassifier(12, 9, hidden_size=16, bidirectional=True, plugins=[Zoneout(cell=0.5, hidden=0.1)])
+    model = LSTMClassifier(12, 9, hidden_size=16, bidirectional=True, techniques=[Zoneout(cell=0.5, hidden=0.1)])
     assert isinstance(model.recurrence, ZoneoutRecurrence)
     assert (model.recurrence.cell, model.recurrence.hidden) == (0.5, 0.1)
     plain = LSTMClassifier(12, 9, hidden_size=16, bidirectional=True)
@@ -234,7 +238,7 @@ def test_the_model_runs_zoneout_in_train_mode_and_the_expectation_in_eval_mode(b
 
 def test_zero_probabilities_give_the_plain_model(batch):
     shape = dict(hidden_size=16, num_layers=2, bidirectional=True)
-    model = LSTMClassifier(12, 9, **shape, plugins=[Zoneout(0.0, 0.0)])
+    model = LSTMClassifier(12, 9, **shape, techniques=[Zoneout(0.0, 0.0)])
     plain = LSTMClassifier(12, 9, **shape)
     plain.load_state_dict(model.state_dict())
     torch.testing.assert_close(
@@ -246,8 +250,8 @@ def test_the_slowdown_warning_is_given_once_per_process(monkeypatch):
     monkeypatch.setattr(zoneout_module, "_warned_slow", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        LSTMClassifier(12, 9, plugins=[Zoneout()])
-        LSTMClassifier(12, 9, plugins=[Zoneout(cell=0.5)])
+        LSTMClassifier(12, 9, techniques=[Zoneout()])
+        LSTMClassifier(12, 9, techniques=[Zoneout(cell=0.5)])
     messages = [str(w.message) for w in caught if "per-step loop" in str(w.message)]
     assert len(messages) == 1
     assert "off the fused kernel" in messages[0]
@@ -262,13 +266,13 @@ class _OtherRecurrence(Technique):
     exclusive = "recurrence"
 
     @hookimpl
-    def configure_model(self, model):
+    def configure_network(self, model):
         model.recurrence = torch.nn.Identity()
 
 
 def test_a_second_recurrence_technique_is_refused_naming_both():
     with pytest.raises(ValueError, match="`zoneout`.*`other_recurrence`.*`recurrence` slot"):
-        LSTMClassifier(12, 9, plugins=[Zoneout(), _OtherRecurrence()])
+        LSTMClassifier(12, 9, techniques=[Zoneout(), _OtherRecurrence()])
 
 
 class _RecordLoss:
@@ -285,7 +289,7 @@ class _RecordLoss:
 def test_fit_with_zoneout_runs_and_the_loss_decreases():
     torch.manual_seed(0)
     recorder = _RecordLoss()
-    model = LSTMClassifier(12, 9, bidirectional=True, learning_rate=1e-2, plugins=[Zoneout(), recorder])
+    model = LSTMClassifier(12, 9, bidirectional=True, learning_rate=1e-2, techniques=[Zoneout(), recorder])
     trainer = quiet_trainer(max_steps=30, limit_val_batches=0)
     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
     losses = torch.stack(recorder.losses)

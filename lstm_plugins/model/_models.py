@@ -29,7 +29,7 @@ class LSTMClassifier(SequenceModel):
         >>> model = LSTMClassifier(12, 9, bidirectional=True,
         ...                        techniques=[GradientClipping(1.0), Dropout(output=0.3), "grad_norm"])
         >>> [type(t).__name__ for t in model.techniques]
-        ['GradientClipping', 'Dropout', 'GradientNormMonitor']
+        ['GradientClipping', 'Dropout', 'GradientNorms']
     """
 
     def __init__(

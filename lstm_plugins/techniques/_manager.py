@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,16 +89,35 @@ def build_technique_manager(techniques: Sequence[object]) -> TechniqueManager:
             manager.register(technique, name=name)
             manager.check_pending()
         except pluggy.PluginValidationError as exc:
-            unknown = [hook for hook in _implemented_hooks(manager, technique) if hook not in hookspecs.__all__]
-            detail = (
-                f"implements unknown hook '{unknown[0]}'. Known hooks: {_known_hooks()}."
-                if unknown
-                else f"does not match the hook API: {exc}"
-            )
-            raise TechniqueValidationError(f"Technique `{name}` {detail}") from exc
+            raise TechniqueValidationError(f"Technique `{name}`{_mismatch(manager, technique, exc)}") from exc
         _refuse_chained_wrappers(manager, name)
     manager.hook_calls.refresh()
     return manager
+
+
+def _mismatch(manager: pluggy.PluginManager, technique: object, error: Exception) -> str:
+    """What pluggy's validation found, worded with the hook's own arguments."""
+    for attribute in dir(technique):
+        options = manager.parse_hookimpl_opts(technique, attribute)
+        if options is None:
+            continue
+        hook = options.get("specname") or attribute
+        if hook not in hookspecs.__all__:
+            return f" implements unknown hook '{hook}'. Known hooks: {_known_hooks()}."
+        provided = getattr(manager.hook, hook).spec.argnames
+        asked = [
+            parameter.name
+            for parameter in inspect.signature(getattr(technique, attribute)).parameters.values()
+            if parameter.default is inspect.Parameter.empty
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        ]
+        missing = [argument for argument in asked if argument not in provided]
+        if missing:
+            return (
+                f": hook `{hook}` asks for {', '.join(map(repr, missing))}, which the hook does not "
+                f"provide. It provides: {', '.join(provided)}."
+            )
+    return f" does not match the hook API: {error}"
 
 
 def _refuse_chained_wrappers(manager: pluggy.PluginManager, name: str) -> None:

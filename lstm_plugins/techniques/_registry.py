@@ -135,7 +135,7 @@ def resolve_technique(spec: TechniqueSpec) -> object:
     """Turn a technique spec into a technique object.
 
     Example:
-        >>> from lstm_plugins import resolve_technique
+        >>> from lstm_plugins.techniques import resolve_technique
         >>> resolve_technique({"name": "gradient_clipping", "threshold": 0.5})
         GradientClipping(threshold=0.5, mode='norm', norm_type=2.0, log_every_n_steps=None)
         >>> resolve_technique({"dropout": {"output": 0.2}})

@@ -5,17 +5,27 @@
 
 * takes the ``gradient_clipping`` exclusive slot, so two clippers in one stack are refused when
   the model is built, naming both;
-* refuses ``Trainer(gradient_clip_val=...)`` before training starts, naming both;
+* refuses ``Trainer(gradient_clip_val=...)`` in ``on_fit_setup``, before training starts, naming
+  both;
 * counts, on the device and without host synchronisation, the optimizer steps in which clipping
-  changed the gradients, and logs ``<name>/pre_clip_norm`` and ``<name>/clipped_fraction`` every
-  ``log_every_n_steps`` optimizer steps (default: the Trainer's ``log_every_n_steps``);
-* keeps the step counts (and whatever a subclass adds) in Lightning checkpoints under
-  ``checkpoint["lstm_plugins"]["state"][<technique name>]``, as plain numbers and tensors, so a
+  changed the gradients, and logs ``<name>/pre_clip_norm`` and ``<name>/clipped_fraction`` on the
+  steps :func:`lstm_plugins.toolkit.log_due` names (every ``log_every_n_steps`` optimizer steps,
+  by default the Trainer's, on Lightning's rows ``N - 1, 2N - 1, ...``);
+* keeps the step counts (and whatever a subclass adds) in checkpoints through
+  :meth:`~ClippingTechnique.state_dict` / :meth:`~ClippingTechnique.load_state_dict`, so a
   resumed run's ``clipped_fraction`` continues where it stopped.
 
-A subclass calls :meth:`ClippingTechnique._init_clipping` in its ``__init__``, and from its
-``transform_gradients`` hook calls :meth:`~ClippingTechnique._count_step` every step and
-:meth:`~ClippingTechnique._log_clipping` when :meth:`~ClippingTechnique._log_due` says so.
+A subclass calls :meth:`ClippingTechnique._init_clipping` in its ``__init__`` and, from its
+``transform_gradients`` hook, :meth:`~ClippingTechnique._record` once per optimizer step.
+
+Example:
+    >>> import torch
+    >>> clipper = ClippingTechnique()
+    >>> clipper._init_clipping(log_every_n_steps=None)
+    >>> for clipped in (True, False, True, True):
+    ...     clipper._count_step(torch.tensor(clipped))
+    >>> clipper.state_dict(), clipper.clipped_fraction
+    ({'steps': 4, 'clipped_steps': 3}, tensor(0.7500))
 """
 
 from __future__ import annotations
@@ -25,10 +35,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from lstm_plugins import PROJECT_NAME, Technique, hookimpl
+from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
-
-_DEFAULT_INTERVAL = 50  # until on_fit_setup reads the Trainer's log_every_n_steps
 
 
 def refuse_trainer_clipping(technique: Technique, trainer: Any) -> None:
@@ -36,7 +44,7 @@ def refuse_trainer_clipping(technique: Technique, trainer: Any) -> None:
 
     Example:
         >>> from types import SimpleNamespace
-        >>> from lstm_plugins.plugins import GradientClipping
+        >>> from lstm_plugins.plugins.gradient_clipping import GradientClipping
         >>> refuse_trainer_clipping(GradientClipping(), SimpleNamespace(gradient_clip_val=0.5))
         Traceback (most recent call last):
         ...
@@ -50,33 +58,18 @@ def refuse_trainer_clipping(technique: Technique, trainer: Any) -> None:
         )
 
 
-def technique_state(checkpoint: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """The state stored under ``checkpoint["lstm_plugins"]["state"][name]``, or ``None``."""
-    section = checkpoint.get(PROJECT_NAME)
-    if not isinstance(section, dict):
-        return None
-    state = section.get("state")
-    if not isinstance(state, dict):
-        return None
-    return state.get(name)
-
-
 class ClippingTechnique(Technique):
     """Base of the clippers: exclusive slot, Trainer check, clipped-step counting, checkpoints."""
 
     exclusive: ClassVar[str | None] = "gradient_clipping"
 
     log_every_n_steps: int | None
-    _interval: int
     _steps: int
     _clipped_steps: Tensor
 
     def _init_clipping(self, log_every_n_steps: int | None) -> None:
         """Check ``log_every_n_steps`` and start the counters at zero."""
-        self.log_every_n_steps = (
-            None if log_every_n_steps is None else check.positive_int("log_every_n_steps", log_every_n_steps)
-        )
-        self._interval = self.log_every_n_steps or _DEFAULT_INTERVAL
+        self.log_every_n_steps = check.optional_positive_int("log_every_n_steps", log_every_n_steps)
         self._steps = 0
         self._clipped_steps = torch.zeros((), dtype=torch.int64)
 
@@ -90,17 +83,20 @@ class ClippingTechnique(Technique):
         self._steps += 1
 
     def _log_due(self, model: Any) -> bool:
-        """Whether this optimizer step is a logging step."""
-        return model.trainer.global_step % self._interval == 0
+        """Whether this optimizer step logs (Lightning's rows, the technique's own interval)."""
+        return toolkit.log_due(model.trainer, self.log_every_n_steps)
 
-    def _log_clipping(self, model: Any, pre_clip_norm: Tensor, **extra: Tensor) -> None:
-        """Log the pre-clip norm, the clipped fraction so far and ``extra`` (queued: no host copy)."""
-        values = {
-            f"{self.name}/pre_clip_norm": pre_clip_norm,
-            f"{self.name}/clipped_fraction": self.clipped_fraction,
-        }
-        values.update({f"{self.name}/{key}": value for key, value in extra.items()})
-        model.log_step_values(values)
+    def _record(self, model: Any, pre_clip_norm: Tensor, clipped: Tensor, **extra: Tensor) -> None:
+        """Count the step and, when it logs, queue ``<name>/pre_clip_norm``,
+        ``<name>/clipped_fraction`` and ``<name>/<key>`` for each of ``extra`` (no host copy)."""
+        self._count_step(clipped)
+        if self._log_due(model):
+            values = {
+                f"{self.name}/pre_clip_norm": pre_clip_norm,
+                f"{self.name}/clipped_fraction": self.clipped_fraction,
+            }
+            values.update({f"{self.name}/{key}": value for key, value in extra.items()})
+            model.log_step_values(values)
 
     @property
     def clipped_steps(self) -> Tensor:
@@ -117,35 +113,33 @@ class ClippingTechnique(Technique):
         """``clipped_steps / steps`` as a float device tensor (0 before the first step)."""
         return self._clipped_steps / max(self._steps, 1)
 
-    # --- state ---------------------------------------------------------------------------------
+    # --- checkpoint state ------------------------------------------------------------------------
 
-    def _state(self) -> dict[str, Any]:
-        """Plain data to checkpoint; subclasses extend it."""
+    def state_dict(self) -> dict[str, Any]:
+        """``{"steps": int, "clipped_steps": int}``, the same keys before and after training;
+        subclasses extend it."""
         return {"steps": self._steps, "clipped_steps": int(self._clipped_steps.item())}
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`_state` returned; subclasses extend it."""
-        self._steps = int(state.get("steps", 0))
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; counts that cannot be right are a ``ValueError``."""
+        steps = self._stored_count(state, "steps")
+        clipped_steps = self._stored_count(state, "clipped_steps", at_most=steps)
+        self._steps = steps
         device = self._clipped_steps.device
-        self._clipped_steps = torch.tensor(int(state.get("clipped_steps", 0)), dtype=torch.int64, device=device)
+        self._clipped_steps = torch.tensor(clipped_steps, dtype=torch.int64, device=device)
+
+    def _stored_count(self, state: dict[str, Any], key: str, at_most: int | None = None) -> int:
+        value = state[key]
+        valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        if not valid or (at_most is not None and value > at_most):
+            bound = "a non-negative int" if at_most is None else f"an int in [0, {at_most}]"
+            raise ValueError(
+                f"Technique `{self.name}`: expected checkpoint state `{key}` to be {bound}, but got {value!r}."
+            )
+        return value
 
     # --- hooks ---------------------------------------------------------------------------------
-
-    def _setup(self, model: Any, trainer: Any) -> None:
-        """Subclass extension point of ``on_fit_setup``."""
 
     @hookimpl
     def on_fit_setup(self, model: Any, trainer: Any) -> None:
         refuse_trainer_clipping(self, trainer)
-        self._interval = self.log_every_n_steps or max(int(trainer.log_every_n_steps), 1)
-        self._setup(model, trainer)
-
-    @hookimpl
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[PROJECT_NAME]["state"][self.name] = self._state()
-
-    @hookimpl
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = technique_state(checkpoint, self.name)
-        if state is not None:  # None: the checkpoint was written without this technique
-            self._load_state(state)
