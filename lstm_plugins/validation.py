@@ -32,6 +32,7 @@ __all__ = [
     "name_patterns",
     "non_negative_float",
     "norm_type",
+    "open_fraction",
     "optional_positive_int",
     "percentile",
     "positive_float",
@@ -110,6 +111,23 @@ def probability(name: str, value: Any) -> float:
     value = float(value)
     if not (0.0 <= value < 1.0):
         raise _fail(name, "a float in [0, 1)", value)
+    return value
+
+
+def open_fraction(name: str, value: Any) -> float:
+    """A float strictly between 0 and 1 (a decay, a smoothing factor).
+
+    Example:
+        >>> open_fraction("decay", 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected `decay` to be a float in (0, 1), but got 2.0.
+    """
+    if not _is_real(value):
+        raise _fail(name, "a float in (0, 1)", value, TypeError)
+    value = float(value)
+    if not (0.0 < value < 1.0):
+        raise _fail(name, "a float in (0, 1)", value)
     return value
 
 

@@ -256,9 +256,7 @@ class GradientSpikeStatistics:
         if tensors and (set(tensors) != expected or not all(isinstance(v, Tensor) for v in tensors.values())
                         or tensors["layer_mean"].shape != (len(layer_names),)):
             raise ValueError("The stored gradient-spike statistics do not match their layer names.")
-        if int(state["observed_steps"]) < 0:
-            raise ValueError(f"Expected `observed_steps` to be a non-negative int, but got {state['observed_steps']!r}.")
-        self.observed_steps = int(state["observed_steps"])
+        self.observed_steps = check.int_at_least("observed_steps", state["observed_steps"], 0)
         self.layer_names = layer_names
         self._tensors = {key: value.clone() for key, value in tensors.items()}
         self._layouts = {}

@@ -19,21 +19,7 @@ import torch
 from lstm_plugins import LSTMClassifier, hookimpl
 from lstm_plugins.cli._config import ConfigError, validate_config
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule, read_ts
-from lstm_plugins.plugins import (
-    ActivationRegularization,
-    AdaptiveGradientClipping,
-    AutoClipping,
-    DecoupledWeightDecay,
-    Dropout,
-    EmbeddingDropout,
-    GradientClipping,
-    GradientNorms,
-    L2Penalty,
-    LockedDropout,
-    NonFiniteGuard,
-    WeightDrop,
-    Zoneout,
-)
+from lstm_plugins.plugins import ActivationRegularization, AdaptiveGradientClipping, AutoClipping, DecoupledWeightDecay, Dropout, EmbeddingDropout, GradientClipping, GradientNorms, L2Penalty, LockedDropout, NonFiniteGuard, WeightDrop, Zoneout
 
 
 class Row(NamedTuple):

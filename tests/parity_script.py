@@ -51,11 +51,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import SequenceDataModule, collate_sequence_batch
-from lstm_plugins.plugins import (
-    AdaptiveGradientClipping,
-    AutoClipping,
-    GradientClipping,
-)
+from lstm_plugins.plugins import AdaptiveGradientClipping, AutoClipping, GradientClipping
 from stacks import full_stack
 
 BATCH = 8  # per process; the single process uses 2 * BATCH

@@ -4,21 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lstm_plugins.plugins import (
-    ActivationRegularization,
-    AutoClipping,
-    DecoupledWeightDecay,
-    Dropout,
-    ExplodingGradients,
-    GateSaturation,
-    GradientNorms,
-    GradientReach,
-    Initialization,
-    L2Penalty,
-    LockedDropout,
-    NonFiniteGuard,
-    WeightDrop,
-)
+from lstm_plugins.plugins import ActivationRegularization, AutoClipping, DecoupledWeightDecay, Dropout, ExplodingGradients, GateSaturation, GradientNorms, GradientReach, Initialization, L2Penalty, LockedDropout, NonFiniteGuard, WeightDrop
 
 
 def full_stack(clipper: Any = None, *, dropout: bool = True, log_every_n_steps: int = 2) -> list[Any]:

@@ -498,9 +498,8 @@ def test_gate_saturation_technique_logs_every_layer_on_its_interval():
 
 
 def test_gate_saturation_measures_once_per_optimizer_step_under_gradient_accumulation(monkeypatch):
-    import importlib
+    import lstm_plugins.plugins.gate_saturation as module
 
-    module = importlib.import_module("lstm_plugins.plugins.gate_saturation")  # the attribute is the function
     measured_at = []
     original = module.measure_gate_saturation
 
@@ -575,7 +574,7 @@ def test_the_gradient_reach_example_runs(tmp_path):
 
 def test_both_faces_of_the_spike_statistics_agree(batch):
     from lstm_plugins import toolkit
-    from lstm_plugins.plugins import gradient_norms
+    from lstm_plugins.plugins.functional import gradient_norms
 
     assert gradient_norms is toolkit.gradient_norms  # the function face is the toolkit's
 

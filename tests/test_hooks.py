@@ -101,12 +101,12 @@ def test_every_phase_fires_in_training_order_and_techniques_in_listed_order(tmp_
         "on_train_epoch_end",
         "on_save_checkpoint",
     ]
-    journal.clear()
-    trainer.test(model, datamodule=JapaneseVowelsDataModule(batch_size=32), verbose=False)
-    assert [hook for hook, label in journal if label == "first"] == ["on_evaluation_start:test", "on_evaluation_end:test"]
     # Within each hook the first listed technique is called first.
     for hook in hooks:
         assert [label for h, label in journal if h == hook] == ["first", "second"]
+    journal.clear()
+    trainer.test(model, datamodule=JapaneseVowelsDataModule(batch_size=32), verbose=False)
+    assert [hook for hook, label in journal if label == "first"] == ["on_evaluation_start:test", "on_evaluation_end:test"]
 
 
 def test_tryfirst_overrides_listed_order():

@@ -75,6 +75,36 @@ def test_the_guard_stops_after_k_consecutive_skips(optimizer, latest_stop):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+class PoisonFirstMicroBatch(Poison):
+    """Test technique: a NaN loss term without gradient (finite gradients, NaN loss) on the first
+    micro-batch of chosen optimizer steps."""
+
+    name = "poison_first_micro_batch"
+
+    @hookimpl
+    def transform_batch(self, batch_index):
+        self.first = batch_index % 2 == 0  # accumulating 2 micro-batches per step
+
+    @hookimpl
+    def loss_terms(self, model):
+        if model.trainer.global_step in self.steps and self.first:
+            return {"poison": torch.tensor(float("nan"))}
+        return None
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_a_non_finite_loss_on_any_micro_batch_skips_the_step(optimizer):
+    torch.manual_seed(0)
+    poison, guard = PoisonFirstMicroBatch(steps=[1]), NonFiniteGuard()
+    model = LSTMClassifier(12, 9, optimizer=optimizer, techniques=[poison, guard])
+    trainer = quiet_trainer(max_steps=3, limit_val_batches=0, accumulate_grad_batches=2)
+    trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
+    moved = [not all(torch.equal(a, b) for a, b in zip(before, after))
+             for before, after in zip(poison.snapshots, poison.snapshots[1:])]
+    assert moved == [False, True]  # step 1 (between snapshots 0 and 1) was skipped, step 2 was not
+    assert guard.skipped_steps == 1
+
+
 def test_guard_counters_are_checkpointed(tmp_path):
     guard = NonFiniteGuard()
     model = LSTMClassifier(12, 9, techniques=[Poison(steps=[0, 1]), guard])

@@ -24,14 +24,7 @@ from torch.utils.data import DataLoader
 import lstm_plugins.plugins
 from lstm_plugins import LSTMClassifier, Technique
 from lstm_plugins.data import SequenceBatch, collate_sequence_batch
-from lstm_plugins.plugins import (
-    AdaptiveGradientClipping,
-    AutoClipping,
-    EmbeddingDropout,
-    GradientClipping,
-    L2Penalty,
-    Zoneout,
-)
+from lstm_plugins.plugins import AdaptiveGradientClipping, AutoClipping, EmbeddingDropout, GradientClipping, L2Penalty, Zoneout
 from stacks import full_stack
 
 pytestmark = pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")

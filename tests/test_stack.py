@@ -13,12 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 import lstm_plugins
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import JapaneseVowelsDataModule
-from lstm_plugins.plugins import (
-    AutoClipping,
-    GradientClipping,
-    GradientNorms,
-    NonFiniteGuard,
-)
+from lstm_plugins.plugins import AutoClipping, GradientClipping, GradientNorms, NonFiniteGuard
 from stacks import full_stack
 
 PACKAGE_DIRS = (str(Path(lstm_plugins.__file__).parent), str(Path(lstm_plugins.plugins.__file__).parent))
@@ -49,7 +44,7 @@ def test_one_step_acts_in_the_declared_order(monkeypatch):
         monkeypatch.setattr(module, name, wrapper)
 
     recorded(grad_norm, "gradient_norms", "observe")
-    recorded(nonfinite_guard, "gradients_are_finite", "guard")
+    recorded(nonfinite_guard, "non_finite_guard", "guard")
     recorded(gradient_clipping, "clip_gradients_by_norm", "clip")
 
     class RecordStep(Callback):

@@ -14,6 +14,16 @@ from lstm_plugins.techniques.toolkit import log_step
 from lstm_plugins.training._step_log import publish, to_host
 
 
+class EvaluationGuard(pl.Callback):
+    """Ends an evaluation that stops with an exception, so ``on_evaluation_end`` restores what
+    ``on_evaluation_start`` changed (swapped-in averaged weights, for example)."""
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
+        end = getattr(pl_module, "end_evaluation", None)
+        if callable(end):
+            end()
+
+
 class EvaluationSteps(pl.LightningModule):
     """The evaluation half of :class:`lstm_plugins.SequenceModel` (a mixin: the model calls
     :meth:`build_evaluation` once). Metrics are computed with ``compute()``, which synchronises
@@ -29,6 +39,18 @@ class EvaluationSteps(pl.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self.test_results: dict[str, Tensor] = {}
         """Test metrics of the last ``Trainer.test`` (vectors included), on the CPU."""
+        self.evaluating: str | None = None
+        """The evaluation stage in progress (between ``on_evaluation_start`` and its end)."""
+
+    def _start_evaluation(self, stage: str) -> None:
+        self.evaluating = stage
+        self._hook.on_evaluation_start(model=self, stage=stage)
+
+    def end_evaluation(self) -> None:
+        """Fire ``on_evaluation_end`` for the evaluation in progress, if there is one."""
+        stage, self.evaluating = self.evaluating, None
+        if stage is not None:
+            self._hook.on_evaluation_end(model=self, stage=stage)
 
     def _predict(self, batch: Any) -> Tensor:
         return self(batch.features, batch.lengths)
@@ -36,7 +58,7 @@ class EvaluationSteps(pl.LightningModule):
     # --- validation -----------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        self._hook.on_evaluation_start(model=self, stage="validate")
+        self._start_evaluation("validate")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         predictions = self._predict(batch)
@@ -47,12 +69,12 @@ class EvaluationSteps(pl.LightningModule):
         try:
             self._log_metrics(self.val_metrics, per_class=False, extra={"val/loss": self.val_loss})
         finally:
-            self._hook.on_evaluation_end(model=self, stage="validate")
+            self.end_evaluation()
 
     # --- test -------------------------------------------------------------------------------------
 
     def on_test_epoch_start(self) -> None:
-        self._hook.on_evaluation_start(model=self, stage="test")
+        self._start_evaluation("test")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.test_metrics.update(self._predict(batch), batch.targets)
@@ -62,12 +84,12 @@ class EvaluationSteps(pl.LightningModule):
             results = self._log_metrics(self.test_metrics, per_class=True)
             self.test_results = {name: value.detach().cpu() for name, value in results.items()}
         finally:
-            self._hook.on_evaluation_end(model=self, stage="test")
+            self.end_evaluation()
 
     # --- predict ----------------------------------------------------------------------------------
 
     def on_predict_epoch_start(self) -> None:
-        self._hook.on_evaluation_start(model=self, stage="predict")
+        self._start_evaluation("predict")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """The task's predictions for a :class:`lstm_plugins.data.SequenceBatch` (class scores
@@ -75,7 +97,7 @@ class EvaluationSteps(pl.LightningModule):
         return self._predict(batch)
 
     def on_predict_epoch_end(self) -> None:
-        self._hook.on_evaluation_end(model=self, stage="predict")
+        self.end_evaluation()
 
     # --- logging ----------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
 from lstm_plugins import validation as check
-from lstm_plugins.model._evaluation import EvaluationSteps
+from lstm_plugins.model._evaluation import EvaluationGuard, EvaluationSteps
 from lstm_plugins.model._network import SequenceNetwork
 from lstm_plugins.model._tasks import Task
 from lstm_plugins.techniques._manager import build_technique_manager
@@ -100,6 +100,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         self._resumed_rng: Mapping[str, Any] | None = None
         self._train_batch: Any = None  # the last training micro-batch, for on_train_step_end
         self._steps_ended = 0  # optimizer steps whose on_train_step_end has fired
+        self._callbacks: list[Callback] | None = None
 
     def _contributed_metrics(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -147,6 +148,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         state["step_logger"] = StepLogger()  # queued values belong to the process that queued them
         state["_named_parameters"] = None
         state["_train_batch"] = None
+        state["_callbacks"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -229,7 +231,9 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
                     raise ValueError(f"Two techniques return a loss term named `{name}`.")
                 terms[name] = value
                 loss = loss + value
-        hook.on_loss_computed(model=self, batch=batch, output=output, loss=loss, task_loss=task_loss, terms=terms)
+        hook.on_loss_computed(
+            model=self, batch=batch, output=output, predictions=predictions, loss=loss, task_loss=task_loss, terms=terms
+        )
         if log_due(self._trainer):
             logged = {"train/loss": loss, "train/task_loss": task_loss}
             logged.update({f"train/{name}": value for name, value in terms.items()})
@@ -313,10 +317,15 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         return build_optimizer(self, self.optimizer_name, self.learning_rate)
 
     def configure_callbacks(self) -> list[Callback]:
-        callbacks: list[Callback] = []
-        for contributed in self._hook.configure_callbacks(model=self):
-            callbacks.extend([contributed] if isinstance(contributed, Callback) else contributed)
-        return callbacks
+        # Built once, so every fit, validate and test attaches the same objects; those the Trainer
+        # already holds (from an earlier fit) are not returned again, which would make Lightning
+        # replace them and announce it.
+        if self._callbacks is None:
+            self._callbacks = [EvaluationGuard()]
+            for contributed in self._hook.configure_callbacks(model=self):
+                self._callbacks.extend([contributed] if isinstance(contributed, Callback) else contributed)
+        attached = {id(callback) for callback in self.trainer.callbacks}
+        return [callback for callback in self._callbacks if id(callback) not in attached]
 
     # --- checkpoint ---------------------------------------------------------------------------
 

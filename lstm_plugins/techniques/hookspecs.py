@@ -145,7 +145,10 @@ def configure_callbacks(model: SequenceModel) -> Sequence[pl.Callback] | Callbac
 def on_fit_setup(model: SequenceModel, trainer: pl.Trainer) -> None:
     """Check the technique against the Trainer, once per ``fit``, before the first step.
 
-    Fires from ``LightningModule.setup("fit")`` on every process, before the optimizer is built.
+    Fires from ``LightningModule.setup("fit")`` on every process, before the optimizer is built,
+    **before** the model is moved to its device and **before** a checkpoint given to
+    ``fit(ckpt_path=...)`` is restored: create device state lazily, at the first step, and expect
+    ``load_state_dict`` to run after this hook.
 
     :param model: the model; every module a technique added is in place.
     :param trainer: the Trainer that is about to fit.
@@ -247,6 +250,7 @@ def on_loss_computed(
     model: SequenceModel,
     batch: Any,
     output: ForwardOutput,
+    predictions: torch.Tensor,
     loss: torch.Tensor,
     task_loss: torch.Tensor,
     terms: Mapping[str, torch.Tensor],
@@ -258,6 +262,7 @@ def on_loss_computed(
     :param model: the model.
     :param batch: the training batch, after :func:`transform_batch`.
     :param output: the :class:`lstm_plugins.ForwardOutput` of the batch.
+    :param predictions: the task's predictions the loss was taken on.
     :param loss: the loss that will be back-propagated.
     :param task_loss: the task loss alone.
     :param terms: the named terms of :func:`loss_terms` (read only).
@@ -365,6 +370,9 @@ def on_evaluation_end(model: SequenceModel, stage: EvaluationStage) -> None:
 
     :param model: the model.
     :param stage: as for :func:`on_evaluation_start`.
+
+    Also fires when evaluation stops with an exception (from the Trainer's ``on_exception``), so
+    swapped weights are restored whatever happens.
 
     May change: restore what :func:`on_evaluation_start` changed. Return value: ignored.
     """
