@@ -16,7 +16,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from lstm_plugins import LSTMClassifier, hookimpl
+from lstm_plugins import LSTMClassifier, Technique, hookimpl
 from lstm_plugins.cli._config import ConfigError, validate_config
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule, read_ts
 from lstm_plugins.plugins import ActivationRegularization, AdaptiveGradientClipping, AutoClipping, DecoupledWeightDecay, Dropout, EmbeddingDropout, GradientClipping, GradientNorms, L2Penalty, LockedDropout, NonFiniteGuard, WeightDrop, Zoneout
@@ -66,6 +66,44 @@ class _NoHooks:
     pass
 
 
+class _WrapsBatch:
+    name = "wraps_batch"
+
+    @hookimpl(wrapper=True)
+    def transform_batch(self, batch: object) -> object:
+        return (yield)
+
+
+class FocalLoss(Technique):
+    name = "focal_loss"
+
+    @hookimpl
+    def compute_task_loss(self, predictions: object) -> None: ...
+
+
+class ClassWeights(Technique):
+    name = "class_weights"
+
+    @hookimpl
+    def compute_task_loss(self, predictions: object) -> None: ...
+
+
+def _load_tampered_checkpoint() -> None:
+    """A checkpoint whose technique state gained a key the technique never stores."""
+    model = LSTMClassifier(12, 9, techniques=[GradientClipping()])
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                  "pytorch-lightning_version": pl.__version__}
+    model.on_save_checkpoint(checkpoint)
+    checkpoint["lstm_plugins"]["state"]["gradient_clipping"]["clipped"] = 0
+    handle, path = tempfile.mkstemp(suffix=".ckpt")
+    os.close(handle)
+    try:
+        torch.save(checkpoint, path)
+        LSTMClassifier.load_from_checkpoint(path)
+    finally:
+        os.remove(path)
+
+
 CATALOGUE: list[Row] = [
     # Model arguments
     Row("model", "`LSTMClassifier(input_size=0, ...)`", lambda: LSTMClassifier(0, 9), ValueError,
@@ -81,7 +119,7 @@ CATALOGUE: list[Row] = [
     Row("model", "`learning_rate=-0.1`", lambda: LSTMClassifier(12, 9, learning_rate=-0.1), ValueError,
         "Expected `learning_rate` to be a positive float, but got -0.1."),
     Row("model", "`techniques=\"l2\"` (a string, not a list)", lambda: LSTMClassifier(12, 9, techniques="l2"), TypeError,
-        "Expected `plugins` to be a list of techniques, names or mappings, but got 'l2'."),
+        "Expected `techniques` to be a list of techniques, names or mappings, but got 'l2'."),
     # Technique arguments
     Row("technique", "`GradientClipping(threshold=-1)`", lambda: GradientClipping(threshold=-1), ValueError,
         "Expected `threshold` to be a positive float, but got -1.0."),
@@ -107,6 +145,9 @@ CATALOGUE: list[Row] = [
     Row("technique", "`DecoupledWeightDecay()` with `optimizer=\"adam\"`",
         lambda: LSTMClassifier(12, 9, techniques=[DecoupledWeightDecay()]), ValueError,
         "Technique `weight_decay` needs optimizer 'adamw' (or 'sgd'), but the model uses 'adam'"),
+    Row("technique", "`DecoupledWeightDecay(exclude=[\"haed.*\"])` (a misspelt pattern)",
+        lambda: LSTMClassifier(12, 9, optimizer="adamw", techniques=[DecoupledWeightDecay(exclude=["haed.*"])]), ValueError,
+        "Technique `weight_decay`: `exclude` pattern(s) 'haed.*' match no parameter; parameter names are: "),
     Row("technique", "`NonFiniteGuard(max_consecutive_skips=0)`", lambda: NonFiniteGuard(max_consecutive_skips=0), ValueError,
         "Expected `max_consecutive_skips` to be a positive int, but got 0."),
     Row("technique", "`Zoneout(cell=1.5)`", lambda: Zoneout(cell=1.5), ValueError,
@@ -129,6 +170,10 @@ CATALOGUE: list[Row] = [
     Row("conflict", "two weight drops on one matrix",
         lambda: LSTMClassifier(12, 9, techniques=[WeightDrop(0.5), _renamed(WeightDrop(0.2), "other_drop")]), ValueError,
         "Techniques `weight_drop` and `other_drop` both transform the LSTM weight `weight_hh_l0`;"),
+    Row("conflict", "two techniques replacing the task loss (`compute_task_loss`)",
+        lambda: LSTMClassifier(12, 9, techniques=[FocalLoss(), ClassWeights()]), ValueError,
+        "Techniques `focal_loss` (FocalLoss()) and `class_weights` (ClassWeights()) cannot be stacked: "
+        "both take the `task_loss` slot. Keep one of them."),
     # Configs and technique specs
     Row("config", "`trainer: {epochs: 3}` (unknown key)", lambda: validate_config({"trainer": {"epochs": 3}}), ConfigError,
         "Unknown key(s) 'epochs' in `trainer`. Allowed keys: accelerator, "),
@@ -190,13 +235,20 @@ CATALOGUE: list[Row] = [
         "Line 5 of "),
     # Hook misuse
     Row("hooks", "a hook name the core does not define", lambda: LSTMClassifier(12, 9, techniques=[_Typo()]),
-        TypeError, "Technique `typo` implements unknown hook 'on_gradient_ready'. Known hooks: configure_callbacks, "),
+        TypeError, "Technique `typo` implements unknown hook 'on_gradient_ready'. Known hooks: compute_task_loss, "),
     Row("hooks", "a hook asking for an argument the hook lacks", lambda: LSTMClassifier(12, 9, techniques=[_WrongArguments()]),
         TypeError, "Technique `wrong_arguments`: hook `loss_terms` asks for 'logits', which the hook does not provide."),
     Row("hooks", "an object with no hook", lambda: LSTMClassifier(12, 9, techniques=[_NoHooks()]), TypeError,
         "Technique `_NoHooks` (_NoHooks) implements no hook."),
     Row("hooks", "a technique class instead of an instance", lambda: LSTMClassifier(12, 9, techniques=[Dropout]), TypeError,
         "Expected a technique object, but got the class Dropout; instantiate it: Dropout(...)."),
+    Row("hooks", "`@hookimpl(wrapper=True)` on the chained `transform_batch`",
+        lambda: LSTMClassifier(12, 9, techniques=[_WrapsBatch()]), TypeError,
+        "Technique `wraps_batch`: hook `transform_batch` is chained (each implementation receives the previous "
+        "one's result) and cannot be a wrapper; return the new value instead."),
+    # Checkpoints
+    Row("checkpoint", "a technique's state in a checkpoint with an unexpected key", _load_tampered_checkpoint,
+        ValueError, "Checkpoint state of technique `gradient_clipping`, key `clipped` is not a key this technique stores."),
 ]
 
 

@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_the_catalogue_has_at_least_30_rows_covering_every_area():
     assert len(CATALOGUE) >= 30
-    assert {row.area for row in CATALOGUE} == {"model", "technique", "conflict", "config", "data", "hooks"}
+    assert {row.area for row in CATALOGUE} == {"model", "technique", "conflict", "config", "data", "hooks", "checkpoint"}
 
 
 @pytest.mark.parametrize("row", CATALOGUE, ids=[f"{row.area}-{index}" for index, row in enumerate(CATALOGUE)])

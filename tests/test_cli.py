@@ -1,8 +1,5 @@
 """The lstm-plugins command, YAML configs, and a third-party technique installed as a package."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -131,37 +128,3 @@ def test_ts_files_from_a_config_are_read_relative_to_it(tmp_path, capsys):
     output = capsys.readouterr().out
     assert "40 test sequences" in output
     assert [line.split()[0] for line in output.splitlines() if line.startswith("  a ") or line.startswith("  b ")] == ["a", "b"]
-
-
-def test_third_party_package_is_installed_and_used_by_name_from_yaml(tmp_path):
-    """A technique shipped as its own package: installed with pip, listed, stacked by name."""
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "examples" / "gradient_noise_package")],
-        check=True, capture_output=True, timeout=300,
-    )
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
-    listing = subprocess.run([sys.executable, "-m", "lstm_plugins", "plugins"], env=environment,
-                             capture_output=True, text=True, check=True).stdout
-    line = next(line for line in listing.splitlines() if line.startswith("gradient_noise "))
-    assert "lstm-plugins-gradient-noise 0.1.0" in line and "Neelakantan" in line
-
-    config = tmp_path / "noise.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"hidden_size": 8},
-        "techniques": [{"gradient_noise": {"eta": 0.01}}, {"gradient_clipping": {"threshold": 1.0}}],
-        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "logger": False,
-                    "enable_checkpointing": False},
-    }))
-    script = (
-        "import sys, lstm_plugins.cli as c; from lstm_plugins import LSTMClassifier\n"
-        "config = c.load_config(sys.argv[1]); _, model, _ = c.build_run(config)\n"
-        "print([type(t).__module__ + '.' + type(t).__name__ for t in model.techniques])\n"
-        "raise SystemExit(c.main(['fit', '--config', sys.argv[1]]))\n"
-    )
-    run = subprocess.run([sys.executable, "-c", script, str(config)], env=environment,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "['lstm_plugins_gradient_noise.GradientNoise', 'lstm_plugins.plugins.gradient_clipping.GradientClipping']" in run.stdout
-    assert "accuracy" in run.stdout

@@ -42,6 +42,19 @@ def test_batches_are_exact_padded_copies_of_the_standardised_sequences(data, bat
         assert ((batch.targets >= 0) & (batch.targets < num_classes)).all()
         seen += batch.targets.numel()
     assert seen == len(datamodule.train_dataset)
+    # Every batch row is the standardised source sequence, value for value: the training split's
+    # statistics computed here by hand, each sequence cast to float32 as the data module reads it.
+    train_sources = [np.asarray(sequences[i], dtype=np.float32) for i in datamodule.train_indices]
+    stacked = np.concatenate(train_sources).astype(np.float64)
+    np.testing.assert_allclose(datamodule.feature_mean, stacked.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(datamodule.feature_std, np.maximum(stacked.std(0), 1e-8), rtol=1e-6, atol=1e-6)
+    expected = sorted(((source - datamodule.feature_mean) / datamodule.feature_std).astype(np.float32).tobytes()
+                      for source in train_sources)
+    rows = []
+    for batch in datamodule.train_dataloader():
+        for row, length in zip(batch.features, batch.lengths):
+            rows.append(row[: int(length)].numpy().tobytes())
+    assert sorted(rows) == expected
     # Standardisation uses the training split's statistics only.
     train = datamodule.train_dataset
     valid = torch.arange(train.features.shape[1]).unsqueeze(0) < train.lengths.unsqueeze(1)

@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,27 +121,6 @@ def test_japanese_vowels_results_example(tmp_path):
     assert rows[3].startswith("| recommended stack, seeds 0-1 | ")
     assert re.fullmatch(r"\| .* \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d s \|", rows[3])
     assert any("Kudo et al. 1999" in row and "94.1" in row for row in rows)
-
-
-def test_gradient_noise_package_installs_and_is_used_by_name(tmp_path):
-    """The third-party example is a real package: pip-installed, listed, stacked by name."""
-    source = tmp_path / "gradient_noise_package"
-    shutil.copytree(EXAMPLES / "gradient_noise_package", source,
-                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(source)],
-        check=True, capture_output=True, timeout=300,
-    )
-    environment = {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
-    listing = _run(["-m", "lstm_plugins", "plugins"], cwd=tmp_path, environment=environment)
-    line = next(line for line in listing.splitlines() if line.startswith("gradient_noise "))
-    assert "lstm-plugins-gradient-noise 0.1.0" in line and "Neelakantan" in line
-    output = _run(["-m", "lstm_plugins", "fit", "--technique", "gradient_noise:eta=0.01",
-                   "--technique", "gradient_clipping", "--max-epochs", "1", "--set", "model.hidden_size=8", *QUIET],
-                  cwd=tmp_path, environment=environment)
-    assert "accuracy" in output
 
 
 def test_ddp_example_runs_on_two_cpu_processes(tmp_path):

@@ -5,7 +5,8 @@ import torch
 from conftest import make_batch
 from torch.profiler import ProfilerActivity, profile
 
-from lstm_plugins import LSTMClassifier, last_step_summary, reverse_within_length_index, run_lstm
+from lstm_plugins import LSTMClassifier
+from lstm_plugins.model import last_step_summary, reverse_within_length_index, run_lstm
 from lstm_plugins.cli._config import DEFAULT_CONFIG
 
 

@@ -230,7 +230,10 @@ def test_parameter_groups_metrics_and_callbacks_are_contributed():
     assert [len(g["params"]) for g in optimizer.param_groups] == [3, 3]
     assert optimizer.param_groups[1]["lr"] == 0.5
     assert "top3" in model.test_metrics.keys(keep_base=True)
-    assert [type(c) for c in model.configure_callbacks()] == [Marker]
+    from lstm_plugins.model._evaluation import EvaluationGuard
+
+    # The core's guard (ends an evaluation that raises), then what techniques contribute.
+    assert [type(c) for c in model.configure_callbacks()] == [EvaluationGuard, Marker]
 
 
 def test_optimizer_is_fused_by_default_on_cpu():

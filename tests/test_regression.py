@@ -43,7 +43,7 @@ def test_regressor_metrics_and_losses_against_references():
         model = LSTMRegressor(2, loss=loss)
         predictions = model(batch.features, batch.lengths)
         assert predictions.shape == (4,)
-        assert model.task_loss(predictions, targets).item() == pytest.approx(reference(predictions, targets).item())
+        assert model.task.loss(predictions, targets).item() == pytest.approx(reference(predictions, targets).item())
     multi = LSTMRegressor(2, num_outputs=3)
     assert multi(batch.features, batch.lengths).shape == (4, 3)
 

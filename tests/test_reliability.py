@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import quiet_trainer
 
-from lstm_plugins import LSTMClassifier, Technique, available_techniques, hookimpl, resolve_technique
+from lstm_plugins import LSTMClassifier, Technique, available_techniques, hookimpl
+from lstm_plugins.techniques import resolve_technique
 from lstm_plugins.data import JapaneseVowelsDataModule
 
 
@@ -60,7 +61,7 @@ def test_a_checkpoint_whose_technique_is_missing_names_it(tmp_path):
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=True)
-    checkpoint["hyper_parameters"]["plugins"].append({"name": "uninstalled_technique", "strength": 2})
+    checkpoint["hyper_parameters"]["techniques"].append({"name": "uninstalled_technique", "strength": 2})
     torch.save(checkpoint, path)
     with pytest.raises(ValueError, match="Unknown technique `uninstalled_technique`. Known techniques:"):
         LSTMClassifier.load_from_checkpoint(path)

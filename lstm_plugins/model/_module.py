@@ -324,7 +324,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
             self._callbacks = [EvaluationGuard()]
             for contributed in self._hook.configure_callbacks(model=self):
                 self._callbacks.extend([contributed] if isinstance(contributed, Callback) else contributed)
-        attached = {id(callback) for callback in self.trainer.callbacks}
+        attached = {id(callback) for callback in getattr(self._trainer, "callbacks", ())}
         return [callback for callback in self._callbacks if id(callback) not in attached]
 
     # --- checkpoint ---------------------------------------------------------------------------

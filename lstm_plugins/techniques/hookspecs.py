@@ -11,10 +11,8 @@ run **in the order the techniques were given to the model** (first listed, first
 technique declares ``@hookimpl(tryfirst=True)`` or ``@hookimpl(trylast=True)``. Unless a hook says
 otherwise, every implementation runs and the non-``None`` results are collected in a list.
 
-Hooks that fire every step (:func:`transform_batch`, :func:`compute_task_loss`,
-:func:`loss_terms`, :func:`on_loss_computed`, :func:`on_gradients_ready`,
-:func:`transform_gradients`, :func:`on_train_step_end`) are on the hot path: keep tensors on the
-device and never call ``.item()`` or ``.cpu()`` on every step. Log with
+Hooks that fire every step are on the hot path: keep tensors on the device and never call
+``.item()`` or ``.cpu()`` on every step. Log with
 ``model.log_step_values({...})`` when :func:`lstm_plugins.toolkit.log_due` says so: values land
 on the same logger rows as Lightning's ``self.log``, in one host copy per logging step. Iterate
 ``model.cached_named_parameters()`` rather than ``model.named_parameters()``. Changes to the
@@ -26,15 +24,12 @@ hook: define ``state_dict()`` and ``load_state_dict(state)`` on the technique (s
 :class:`lstm_plugins.Technique`); the core stores, validates and restores it.
 
 Example:
-    >>> import torch
     >>> from lstm_plugins import hookimpl
     >>> class HiddenActivityPenalty:
-    ...     '''Adds alpha * mean(h^2) of the LSTM summary to the loss.'''
-    ...     def __init__(self, alpha: float = 1e-3) -> None:
-    ...         self.alpha = alpha
+    ...     '''Adds 1e-3 * mean(h^2) of the LSTM summary to the loss.'''
     ...     @hookimpl
     ...     def loss_terms(self, output):
-    ...         return {"activity": self.alpha * output.final_features.pow(2).mean()}
+    ...         return {"activity": 1e-3 * output.final_features.pow(2).mean()}
 """
 
 from __future__ import annotations
@@ -80,7 +75,6 @@ EXCLUSIVE_HOOKS = {"compute_task_loss": "task_loss"}
 
 EvaluationStage = Literal["validate", "test", "predict"]
 
-
 # --- Model construction ---------------------------------------------------------------------
 
 
@@ -101,13 +95,11 @@ def configure_network(model: SequenceModel) -> None:
 
     :param model: the model being built; ``model.task`` and ``model.techniques`` are set.
 
-    May change: append to those Sequentials, add weight transforms, set attributes of
-    ``model.lstm`` (such as its inter-layer ``dropout``), re-initialise weights. A technique that
-    cannot run on the fused kernel may set ``model.recurrence`` to a module called as
-    ``recurrence(lstm_input, lengths, lstm, weights)`` returning the sequence outputs (it must
-    claim the ``exclusive = "recurrence"`` slot, and say so in its docs). Raise ``ValueError`` to
-    refuse a model the technique cannot work with (it surfaces from the model's constructor).
-    Return value: ignored.
+    May change: append to those Sequentials, add weight transforms, set ``model.lstm``'s
+    attributes (its inter-layer ``dropout``), re-initialise weights. A technique that cannot run on
+    the fused kernel may set ``model.recurrence``, a module called as ``recurrence(lstm_input,
+    lengths, lstm, weights)`` (claim ``exclusive = "recurrence"`` and say so in the docs). Raise
+    ``ValueError`` to refuse a model the technique cannot work with. Return value: ignored.
     """
 
 
@@ -128,13 +120,12 @@ def configure_metrics(model: SequenceModel) -> Mapping[str, Metric] | None:
 def configure_callbacks(model: SequenceModel) -> Sequence[pl.Callback] | Callback | None:
     """Contribute Lightning callbacks, once, when the Trainer attaches the model.
 
-    Fires from ``LightningModule.configure_callbacks``, with the same meaning.
+    Fires from ``LightningModule.configure_callbacks``, with the same meaning, once per model.
 
     :param model: the model.
 
-    Return a callback, a sequence of callbacks, or ``None``. They are added to the Trainer's
-    callbacks (a returned callback replaces a Trainer callback of the same type, as Lightning
-    documents).
+    Return a callback, a sequence of callbacks, or ``None``; they are added to the Trainer's
+    callbacks (replacing a Trainer callback of the same type, as Lightning documents).
     """
 
 
@@ -385,12 +376,11 @@ def on_evaluation_end(model: SequenceModel, stage: EvaluationStage) -> None:
 def on_save_checkpoint(model: SequenceModel, checkpoint: dict[str, Any]) -> None:
     """Read or add to a Lightning checkpoint that is being written (low level).
 
-    Prefer ``Technique.state_dict()``, which the core stores and validates. This hook fires after
-    the core has written every technique's state under ``checkpoint["lstm_plugins"]``.
+    Prefer ``Technique.state_dict()``, which the core stores and validates. Fires after the core
+    has written every technique's state under ``checkpoint["lstm_plugins"]``.
 
     :param model: the model.
-    :param checkpoint: the checkpoint dict; store plain data (tensors, numbers, strings, lists,
-        dicts) so that it loads with ``torch.load(weights_only=True)``.
+    :param checkpoint: the checkpoint dict; store plain data so it loads with ``weights_only=True``.
 
     Return value: ignored.
     """
