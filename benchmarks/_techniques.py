@@ -213,7 +213,7 @@ def library_step_work(recipe: Recipe, batch: Any) -> Any:
         model.training_step(batch, 0)
         model.on_before_optimizer_step(optimizer)
         model.configure_gradient_clipping(optimizer)
-        model._flush_step_values()  # what optimizer_step does after the update
+        model.step_logger.flush(model.trainer)  # what optimizer_step does after the update
         model.on_train_batch_end(None, batch, 0)
 
     work.model = model  # type: ignore[attr-defined]

@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             GradientClipping(threshold=1.0),        # global L2 norm of all gradients <= 1
             Dropout(input=0.1, output=0.3),         # on the input sequence and before the head
             L2Penalty(weight=1e-5),                 # a named loss term, biases excluded
-            GradientNorms(log_every_n_steps=10),  # total and per-layer norms, before clipping
+            GradientNorms(log_every_n_steps=10),    # total and per-layer norms, before clipping
         ],
     )
     history = MetricHistory()                       # what --plot draws

@@ -245,7 +245,7 @@ CATALOGUE: list[Row] = [
     Row("hooks", "`@hookimpl(wrapper=True)` on the chained `transform_batch`",
         lambda: LSTMClassifier(12, 9, techniques=[_WrapsBatch()]), TypeError,
         "Technique `wraps_batch`: hook `transform_batch` is chained (each implementation receives the previous "
-        "one's result) and cannot be a wrapper; return the new value instead."),
+        "one's result) and cannot be a wrapper."),
     # Checkpoints
     Row("checkpoint", "a technique's state in a checkpoint with an unexpected key", _load_tampered_checkpoint,
         ValueError, "Checkpoint state of technique `gradient_clipping`, key `clipped` is not a key this technique stores."),

@@ -19,6 +19,7 @@ def _run(*arguments, timeout=120):
     )
 
 
+@pytest.mark.slow
 def test_the_cheapest_section_runs_and_prints_its_table():
     result = _run("run.py", "--quick", "--only", "kernel")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -34,6 +35,7 @@ def test_an_unknown_section_is_refused_by_name():
     assert result.returncode == 2 and "nope" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without CUDA")
 def test_the_gpu_script_says_politely_that_it_needs_cuda():
     result = _run("gpu.py")

@@ -13,6 +13,8 @@ from conftest import quiet_trainer
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import JapaneseVowelsDataModule
 
+pytestmark = [pytest.mark.distributed]
+
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
 
 

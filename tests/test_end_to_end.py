@@ -9,6 +9,8 @@ from lstm_plugins import LSTMClassifier
 from lstm_plugins.cli._config import DEFAULT_CONFIG
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
 
+pytestmark = [pytest.mark.slow]
+
 
 def test_default_stack_learns_japanese_vowels():
     torch.manual_seed(0)

@@ -52,7 +52,7 @@ def test_transform_batch_refuses_wrappers():
         def transform_batch(self, batch):
             return (yield)
 
-    with pytest.raises(TechniqueValidationError, match="`wrapping_batch`: hook `transform_batch` is chained"):
+    with pytest.raises(TechniqueValidationError, match="`wrapping_batch`: hook `transform_batch` is chained .* cannot be a wrapper"):
         LSTMClassifier(12, 9, techniques=[Wrapping()])
 
 
@@ -350,3 +350,33 @@ def test_the_progress_bar_shows_the_training_loss():
 
 def test_version_comes_from_the_package_metadata():
     assert lstm_plugins.__version__ == importlib.metadata.version("lstm-plugins")
+
+
+def test_every_evaluation_end_runs_even_when_one_raises():
+    class Failing(Technique):
+        name = "failing"
+
+        @hookimpl
+        def on_evaluation_end(self):
+            raise RuntimeError("restore failed")
+
+    restorer = ZeroHead()
+    model = LSTMClassifier(12, 9, hidden_size=8, techniques=[Failing(), restorer])
+    before = model.head.weight.detach().clone()
+    model._start_evaluation("test")
+    assert model.head.weight.abs().sum() == 0
+    with pytest.raises(RuntimeError, match="restore failed") as error:
+        model.end_evaluation()
+    assert "(raised by technique `failing` in hook `on_evaluation_end`)" in error.value.__notes__
+    assert torch.equal(model.head.weight, before)  # the second technique still restored its weights
+    assert model.evaluating is None
+
+    class Wrapping(Technique):
+        name = "wrapping_end"
+
+        @hookimpl(wrapper=True)
+        def on_evaluation_end(self):
+            return (yield)
+
+    with pytest.raises(TechniqueValidationError, match="hook `on_evaluation_end` undoes a change"):
+        LSTMClassifier(12, 9, techniques=[Wrapping()])

@@ -94,6 +94,7 @@ def _relative_difference(a, b):
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("strategy, stack", RUNS)
 def test_two_processes_train_the_same_weights_as_one(results, strategy, stack):
     one = _load(results, "single", stack)
@@ -111,6 +112,7 @@ def test_two_processes_train_the_same_weights_as_one(results, strategy, stack):
     assert max((one["weights"][n] - initial[n]).abs().max() for n in initial) > 1e-2
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("strategy, stack", RUNS)
 def test_logged_global_values_equal_one_process_at_every_step(results, strategy, stack):
     one, two = _load(results, "single", stack)["fit"], _load(results, strategy, stack)["fit"]
@@ -129,6 +131,7 @@ def test_logged_global_values_equal_one_process_at_every_step(results, strategy,
     assert compared >= 12 * 8  # every step: total and per-layer norms, pre-clip norm, ...
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("strategy, stack", RUNS)
 def test_clipping_acts_once_on_reduced_gradients(results, strategy, stack):
     """After each step, rank 0's gradients are the reduced ones, clipped once: their norm is the
@@ -151,6 +154,7 @@ def test_clipping_acts_once_on_reduced_gradients(results, strategy, stack):
         assert rank0["post_clip"] == pytest.approx([CLIP_THRESHOLD] * 12, rel=1e-5)
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("strategy, stack", RUNS)
 def test_clipping_statistics_count_each_step_once(results, strategy, stack):
     one, two = _load(results, "single", stack)["fit"], _load(results, strategy, stack)["fit"]
@@ -161,6 +165,7 @@ def test_clipping_statistics_count_each_step_once(results, strategy, stack):
     )
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("strategy, stack", RUNS)
 def test_evaluation_metrics_equal_one_process(results, strategy, stack):
     one = _load(results, "single", stack)
@@ -282,6 +287,7 @@ def test_spawn_pickling_gives_each_process_its_own_technique_state():
 # --- only rank 0 prints and writes ------------------------------------------------------------
 
 
+@pytest.mark.distributed
 def test_only_rank_zero_prints_and_writes(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "lstm_plugins", "fit", "--devices", "2", "--strategy", "ddp",

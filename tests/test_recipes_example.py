@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lstm_plugins import LSTMClassifier, LSTMRegressor, Technique, available_techniques, hookimpl
 from lstm_plugins.data import JapaneseVowelsDataModule
+from lstm_plugins.model._evaluation import EvaluationGuard
 
 PACKAGE = Path(__file__).resolve().parents[1] / "examples" / "training_recipes_package"
 MODULE = "lstm_plugins_training_recipes"
@@ -61,10 +62,9 @@ class Recorder(Technique):
         self.trajectory, self.evaluated, self.task_losses, self.expected = [], [], [], []
 
     @hookimpl
-    def on_loss_computed(self, model, batch, output, task_loss):
-        logits = model.task.predictions(output.logits).detach()
+    def on_loss_computed(self, batch, predictions, task_loss):
         self.task_losses.append(task_loss.detach().clone())
-        self.expected.append(_hand_smoothed_loss(logits, batch.targets, 0.2))
+        self.expected.append(_hand_smoothed_loss(predictions.detach(), batch.targets, 0.2))
 
     @hookimpl
     def on_train_step_end(self, model):
@@ -339,7 +339,7 @@ def test_weight_average_state_is_checked_on_loading():
     small = LSTMClassifier(12, 9, hidden_size=4, techniques=[average])
     stored = {name: torch.zeros_like(p) for name, p in LSTMClassifier(12, 9, hidden_size=8).named_parameters()}
     average.load_state_dict({"updates": 3, "shadow": stored})
-    with pytest.raises(ValueError, match="stored average of `lstm.weight_ih_l0` has shape"):
+    with pytest.raises(ValueError, match="average of `lstm.weight_ih_l0` has shape"):
         average.on_train_step_end(small)
     del stored["head.bias"]
     average.load_state_dict({"updates": 3, "shadow": stored})
@@ -349,25 +349,28 @@ def test_weight_average_state_is_checked_on_loading():
 
 @pytest.mark.slow
 def test_training_weights_come_back_when_evaluation_fails():
-    class FailingEvaluation(Technique):
-        """Records the training weights, then fails after the average was swapped in."""
+    """A validation batch raises while the average is swapped in: the core's EvaluationGuard
+    ends the evaluation, and the technique's on_evaluation_end puts the training weights back."""
 
-        name = "failing_evaluation"
-
-        @hookimpl
-        def on_evaluation_start(self, model):
-            self.training_weights = [p.detach().clone() for p in _trainable(model)]
-
-        @hookimpl
-        def on_evaluation_end(self):
+    class FailingBatch(pl.Callback):
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            self.evaluated = [p.detach().clone() for p in _trainable(pl_module)]
             raise RuntimeError("evaluation failed")
 
     torch.manual_seed(0)
-    failing, average = FailingEvaluation(), WeightAverage(0.5)
-    model = LSTMClassifier(12, 9, hidden_size=8, learning_rate=0.01, techniques=[failing, average])
-    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0)
+    average, recorder, failing = WeightAverage(0.5), Recorder(), FailingBatch()
+    model = LSTMClassifier(12, 9, hidden_size=8, learning_rate=0.01, techniques=[average, recorder])
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, callbacks=[failing]
+    )
     with pytest.raises(RuntimeError, match="evaluation failed"):
         trainer.fit(model, datamodule=_data())
+    assert any(isinstance(callback, EvaluationGuard) for callback in trainer.callbacks)
     assert average.updates == 2
-    for parameter, trained in zip(_trainable(model), failing.training_weights):
+    shadow = list(average.state_dict()["shadow"].values())
+    for evaluated, averaged in zip(failing.evaluated, shadow):  # it failed with the average in
+        assert torch.equal(evaluated, averaged)
+    for parameter, trained in zip(_trainable(model), recorder.trajectory[-1]):
         assert torch.equal(parameter, trained)
+    assert not all(torch.equal(p, s) for p, s in zip(_trainable(model), shadow))
+    assert model.evaluating is None

@@ -28,7 +28,7 @@ import torch
 from sigkill_script import MAX_EPOCHS, build
 
 # No validation split: Lightning notes the empty validation loader list.
-pytestmark = pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero")]
 
 SCRIPT = Path(__file__).with_name("sigkill_script.py")
 STEPS_PER_EPOCH = 8

@@ -25,12 +25,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from numbers import Integral, Real
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -47,20 +44,6 @@ __all__ = [
     "mixup_batch",
     "sample_mixup",
 ]
-
-
-# --- shared checks ------------------------------------------------------------------------------
-
-
-def _open_unit_interval(name: str, value: Any) -> float:
-    """A float in (0, 1), checked in the message form of :mod:`lstm_plugins.validation`."""
-    expectation = "a float in (0, 1)"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"Expected `{name}` to be {expectation}, but got {check.describe(value)}.")
-    value = float(value)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"Expected `{name}` to be {expectation}, but got {check.describe(value)}.")
-    return value
 
 
 def _require_classifier(model: Any, technique: str) -> None:
@@ -155,12 +138,7 @@ def sample_mixup(alpha: float, batch_size: int) -> tuple[float, Tensor]:
 
 
 def mixup_batch(
-    features: Tensor,
-    lengths: Tensor,
-    targets: Tensor,
-    num_classes: int,
-    lam: float | Tensor,
-    permutation: Tensor,
+    features: Tensor, lengths: Tensor, targets: Tensor, num_classes: int, lam: float | Tensor, permutation: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Mix every sequence with the one ``permutation`` pairs it with (Zhang et al. 2018).
 
@@ -172,8 +150,7 @@ def mixup_batch(
     * targets as class probabilities ``(batch, num_classes)``, mixed with the same weight.
       Class-index targets are one-hot encoded first; probability targets are mixed as they are.
 
-    ``permutation`` may live on any device: it is moved to the features' and to the lengths'
-    device (lengths stay on the CPU, as packing expects).
+    ``permutation`` may be on any device (lengths stay on the CPU, as packing expects).
 
     Example:
         >>> features = torch.tensor([[[1.0], [1.0]], [[3.0], [0.0]]])
@@ -182,19 +159,18 @@ def mixup_batch(
         >>> mixed.squeeze(-1).tolist(), lengths.tolist(), targets.tolist()
         ([[1.5, 0.75], [2.5, 0.25]], [2, 2], [[0.75, 0.25], [0.25, 0.75]])
     """
+    if not targets.is_floating_point():
+        targets = F.one_hot(targets, num_classes).to(features.dtype)
+    elif targets.dim() != 2 or targets.shape[1] != num_classes:
+        raise ValueError(
+            f"Expected probability targets of shape (batch, {num_classes}), but got {tuple(targets.shape)}."
+        )
     index = permutation.to(features.device, non_blocking=True)
-    mixed = features * lam + features.index_select(0, index) * (1 - lam)
-    mixed_lengths = torch.maximum(lengths, lengths.index_select(0, permutation.to(lengths.device)))
-    if targets.is_floating_point():
-        if targets.dim() != 2 or targets.shape[1] != num_classes:
-            raise ValueError(
-                f"Expected probability targets of shape (batch, {num_classes}), but got {tuple(targets.shape)}."
-            )
-        probabilities = targets
-    else:
-        probabilities = F.one_hot(targets, num_classes).to(features.dtype)
-    mixed_targets = probabilities * lam + probabilities.index_select(0, index.to(targets.device)) * (1 - lam)
-    return mixed, mixed_lengths, mixed_targets
+    return (
+        features * lam + features[index] * (1 - lam),
+        torch.maximum(lengths, lengths[permutation.to(lengths.device)]),
+        targets * lam + targets[index.to(targets.device)] * (1 - lam),
+    )
 
 
 class Mixup(Technique):
@@ -204,11 +180,8 @@ class Mixup(Technique):
     ``lam ~ Beta(alpha, alpha)`` per batch (:func:`mixup_batch`); targets become class
     probabilities, which the classifier's cross-entropy (and :class:`LabelSmoothing`) accept.
     Validation, test and prediction batches are left as they are. ``lam`` and the permutation
-    come from torch's global CPU random stream, so a run resumed from a checkpoint continues
-    exactly.
-
-    Variable lengths: the mixed sequence is as long as the longer of the pair. Padding is zero,
-    so beyond the shorter sequence's end its contribution is zero.
+    come from torch's global CPU random stream (:func:`sample_mixup`), so a run resumed from a
+    checkpoint continues exactly.
 
     Args:
         alpha: the Beta distribution's concentration, a positive float; small values (0.1-0.4)
@@ -247,7 +220,7 @@ class Mixup(Technique):
 # --- exponential moving average of the weights -------------------------------------------------
 
 
-def ema_update(shadow: Sequence[Tensor], parameters: Sequence[Tensor], decay: float) -> None:
+def ema_update(shadow: Iterable[Tensor], parameters: Iterable[Tensor], decay: float) -> None:
     """``shadow <- decay * shadow + (1 - decay) * parameters``, in place, for every pair.
 
     One fused ``torch._foreach_lerp_`` call on the parameters' device: no host synchronisation.
@@ -262,30 +235,17 @@ def ema_update(shadow: Sequence[Tensor], parameters: Sequence[Tensor], decay: fl
         torch._foreach_lerp_(list(shadow), list(parameters), 1.0 - decay)
 
 
-class _RestoreTrainingWeights(pl.Callback):
-    """Puts the training weights back when a run stops during evaluation (an exception or an
-    interrupt after ``on_evaluation_start`` and before ``on_evaluation_end``)."""
-
-    def __init__(self, technique: WeightAverage) -> None:
-        self.technique = technique
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self.technique._swap_out(pl_module)
-
-
 class WeightAverage(Technique):
     """Exponential moving average of the weights (Polyak averaging), used for evaluation.
 
-    Keeps a shadow copy of every trainable parameter. After each optimizer step (not each
-    micro-batch) ``shadow <- decay * shadow + (1 - decay) * weights``, in one fused call on the
-    device (:func:`ema_update`). The shadow starts as a copy of the weights after the first
-    step. Validation, test and prediction run with the averaged weights swapped in; the training
-    weights are put back, bit for bit, when the evaluation ends (before checkpoints are written,
-    so checkpoints hold the training weights, and the averaged ones in this technique's state).
-
-    The shadow and the number of updates go through :meth:`state_dict` / :meth:`load_state_dict`,
-    so a run resumed from a checkpoint continues exactly. Use :meth:`averaged_weights` to export
-    or run the averaged model outside a Trainer.
+    Keeps a shadow copy of every trainable parameter, started at the weights after the first
+    optimizer step and then, after each step (not each micro-batch), updated in one fused call
+    on the device: ``shadow <- decay * shadow + (1 - decay) * weights`` (:func:`ema_update`).
+    Validation, test and prediction run with the average swapped in; the training weights come
+    back, bit for bit, when the evaluation ends (also when it raises: the core then fires
+    ``on_evaluation_end`` too), before checkpoints are written. The average and the number of
+    updates are in :meth:`state_dict`, so a resumed run continues exactly. Use
+    :meth:`averaged_weights` to export or run the averaged model outside a Trainer.
 
     The average spans about ``1 / (1 - decay)`` steps: pick ``decay`` so that this is a fraction
     of the run (0.99 for a few thousand steps, 0.999 for tens of thousands), or the average
@@ -306,106 +266,71 @@ class WeightAverage(Technique):
     name = "ema"
 
     def __init__(self, decay: float = 0.999) -> None:
-        self.decay = _open_unit_interval("decay", decay)
-        self._updates = 0
-        self._names: tuple[str, ...] = ()
-        self._shadow: list[Tensor] = []
-        self._pending: dict[str, Tensor] | None = None  # loaded, not yet matched to a model
+        self.decay = check.open_fraction("decay", decay)
+        self.updates = 0  # optimizer steps averaged so far
+        self._shadow: dict[str, Tensor] = {}  # parameter name -> average, in the model's order
+        self._loaded = False  # set by load_state_dict until the shadow is matched to a model
         self._backup: list[Tensor] | None = None  # the training weights while evaluating
-        self._bound: tuple[Any, list[Tensor]] | None = None  # (weak model reference, its parameters)
 
-    # --- the parameters being averaged ------------------------------------------------------
+    def _parameters(self, model: Any) -> dict[str, Tensor]:
+        """The model's trainable parameters by name, with the shadow matched to them first when
+        it was loaded or no longer fits (other names, another device)."""
+        named = {n: p for n, p in model.cached_named_parameters() if p.requires_grad}
+        first = next(iter(self._shadow.values()), None)
+        if first is not None and (
+            self._loaded or list(self._shadow) != list(named) or first.device != next(iter(named.values())).device
+        ):
+            self._shadow, self._loaded = self._match(named), False
+        return named
 
-    def _parameters(self, model: Any) -> list[Tensor]:
-        """The model's trainable parameters (cached per model and fit); a loaded shadow is
-        matched to them by name and moved to their device here."""
-        bound = self._bound
-        if bound is None or bound[0]() is not model:
-            named = [(n, p) for n, p in model.cached_named_parameters() if p.requires_grad]
-            names = tuple(n for n, _ in named)
-            parameters = [p for _, p in named]
-            if self._pending is not None:
-                self._shadow = self._match(self._pending, names, parameters)
-                self._names, self._pending = names, None
-            elif self._shadow and names != self._names:
-                raise ValueError(
-                    f"Technique `{self.name}`: the model's trainable parameters changed since the "
-                    f"average was started ({len(self._names)} then, {len(names)} now)."
-                )
-            self._names = names
-            self._bound = bound = (weakref.ref(model), parameters)
-        parameters = bound[1]
-        if self._shadow and parameters and self._shadow[0].device != parameters[0].device:  # the model was moved
-            self._shadow = [s.to(p.device) for s, p in zip(self._shadow, parameters)]
-        return parameters
-
-    def _match(self, stored: Mapping[str, Tensor], names: tuple[str, ...], parameters: list[Tensor]) -> list[Tensor]:
-        missing = [n for n in names if n not in stored]
-        unexpected = [n for n in stored if n not in names]
+    def _match(self, named: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The shadow in the order of ``named``, checked by name and shape, on their device and dtype."""
+        shadow = self._shadow
+        missing, unexpected = sorted(named.keys() - shadow.keys()), sorted(shadow.keys() - named.keys())
         if missing or unexpected:
             raise ValueError(
-                f"Technique `{self.name}`: the stored average does not fit the model "
+                f"Technique `{self.name}`: the average does not fit the model's trainable parameters "
                 f"(missing: {', '.join(missing) or 'none'}; unexpected: {', '.join(unexpected) or 'none'})."
             )
-        shadow = []
-        for name, parameter in zip(names, parameters):
-            value = stored[name]
-            if value.shape != parameter.shape:
+        for name, parameter in named.items():
+            if shadow[name].shape != parameter.shape:
                 raise ValueError(
-                    f"Technique `{self.name}`: the stored average of `{name}` has shape "
-                    f"{tuple(value.shape)}, but the parameter has {tuple(parameter.shape)}."
+                    f"Technique `{self.name}`: the average of `{name}` has shape "
+                    f"{tuple(shadow[name].shape)}, but the parameter has {tuple(parameter.shape)}."
                 )
-            shadow.append(value.detach().to(device=parameter.device, dtype=parameter.dtype, copy=True))
-        return shadow
+        return {n: shadow[n].detach().to(device=p.device, dtype=p.dtype, copy=True) for n, p in named.items()}
 
     # --- hooks ----------------------------------------------------------------------------------
 
     @hookimpl
-    def on_fit_setup(self) -> None:
-        self._bound = None  # techniques may add parameters up to here; the device may change
-
-    @hookimpl
     def on_train_step_end(self, model: Any) -> None:
-        parameters = self._parameters(model)
-        if not self._shadow:
-            with torch.no_grad():
-                self._shadow = [p.detach().clone() for p in parameters]
+        named = self._parameters(model)
+        if self._shadow:
+            ema_update(self._shadow.values(), named.values(), self.decay)
         else:
-            ema_update(self._shadow, parameters, self.decay)
-        self._updates += 1
+            self._shadow = {n: p.detach().clone() for n, p in named.items()}
+        self.updates += 1
 
     @hookimpl
     def on_evaluation_start(self, model: Any) -> None:
-        self._swap_in(model)
+        """Swap the average in, keeping the training weights (nothing to do before the first
+        step, or when it is in already)."""
+        if self._backup is not None or not self._shadow:
+            return
+        parameters = self._parameters(model).values()
+        with torch.no_grad():
+            self._backup = [p.detach().clone() for p in parameters]
+            for parameter, average in zip(parameters, self._shadow.values()):
+                parameter.copy_(average)
 
     @hookimpl
     def on_evaluation_end(self, model: Any) -> None:
-        self._swap_out(model)
-
-    @hookimpl
-    def configure_callbacks(self) -> pl.Callback:
-        return _RestoreTrainingWeights(self)
-
-    def _swap_in(self, model: Any) -> bool:
-        """Put the averaged weights in the model, keeping the training weights; ``False`` when
-        there is nothing to swap (no step yet) or they are already in."""
-        if self._backup is not None or not (self._shadow or self._pending):
-            return False
-        parameters = self._parameters(model)
-        with torch.no_grad():
-            self._backup = [p.detach().clone() for p in parameters]
-            for parameter, average in zip(parameters, self._shadow):
-                parameter.copy_(average)
-        return True
-
-    def _swap_out(self, model: Any) -> None:
-        """Put the training weights back (a no-op unless :meth:`_swap_in` swapped)."""
+        """Put the training weights back (nothing to do unless the average is in)."""
         backup, self._backup = self._backup, None
-        if backup is None:
-            return
-        with torch.no_grad():
-            for parameter, weights in zip(self._parameters(model), backup):
-                parameter.copy_(weights)
+        if backup is not None:
+            with torch.no_grad():
+                for parameter, weights in zip(self._parameters(model).values(), backup):
+                    parameter.copy_(weights)
 
     @contextlib.contextmanager
     def averaged_weights(self, model: Any) -> Iterator[Any]:
@@ -426,35 +351,25 @@ class WeightAverage(Technique):
             >>> torch.equal(model.head.weight, trained)
             True
         """
-        swapped = self._swap_in(model)
+        already_in = self._backup is not None  # inside an evaluation: leave the swap to it
+        self.on_evaluation_start(model)
         try:
             yield model
         finally:
-            if swapped:
-                self._swap_out(model)
+            if not already_in:
+                self.on_evaluation_end(model)
 
     # --- checkpoint state -----------------------------------------------------------------------
-
-    @property
-    def updates(self) -> int:
-        """Optimizer steps averaged so far."""
-        return self._updates
 
     def state_dict(self) -> dict[str, Any]:
         """``{"updates": int, "shadow": {parameter name: averaged tensor}}``; the shadow is empty
         before the first step. The tensors are the live averages (as ``Module.state_dict``)."""
-        if self._pending is not None:
-            shadow = dict(self._pending)
-        else:
-            shadow = dict(zip(self._names, self._shadow))
-        return {"updates": self._updates, "shadow": shadow}
+        return {"updates": self.updates, "shadow": dict(self._shadow)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; the shadow is matched to the model's
         parameters by name (and moved to their device) when it is next used."""
-        updates, shadow = state["updates"], state["shadow"]
-        if isinstance(updates, bool) or not isinstance(updates, Integral) or updates < 0:
-            raise ValueError(f"Expected `updates` to be a non-negative int, but got {check.describe(updates)}.")
+        updates, shadow = check.int_at_least("updates", state["updates"], 0), state["shadow"]
         if not isinstance(shadow, Mapping) or not all(
             isinstance(k, str) and isinstance(v, Tensor) for k, v in shadow.items()
         ):
@@ -464,11 +379,4 @@ class WeightAverage(Technique):
                 f"Expected an average of {len(shadow)} tensors to come with a positive number of "
                 f"updates and no tensor with none, but got {updates} updates."
             )
-        self._updates = int(updates)
-        self._pending = dict(shadow) if shadow else None
-        self._shadow, self._names, self._bound = [], (), None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_bound"] = None  # a weak reference; rebuilt in the receiving process
-        return state
+        self.updates, self._shadow, self._loaded = updates, dict(shadow), bool(shadow)

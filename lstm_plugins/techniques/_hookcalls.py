@@ -24,8 +24,8 @@ class HookCalls:
     plugins that is about 3x cheaper than pluggy's general dispatch, and a hook without
     implementations costs one function call. An exception keeps its type and gains a note
     naming the technique and the hook. Hooks with wrapper implementations (``wrapper=True``,
-    ``hookwrapper=True``) or under call monitoring go through pluggy (chained hooks refuse
-    wrappers when the technique is registered).
+    ``hookwrapper=True``) or under call monitoring go through pluggy (chained and undo hooks
+    refuse wrappers when the technique is registered).
     """
 
     def __init__(self, manager: TechniqueManager) -> None:
@@ -47,8 +47,8 @@ class HookCalls:
     def _call_for(self, hook: str) -> Callable[..., Any]:
         caller: pluggy.HookCaller = getattr(self._manager.hook, hook)
         implementations = caller.get_hookimpls()
-        chained = hook in hookspecs.CHAINED_HOOKS
-        if not chained and (
+        direct_only = hook in hookspecs.CHAINED_HOOKS or hook in hookspecs.UNDO_HOOKS
+        if not direct_only and (
             self._manager.monitored
             or any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in implementations)
         ):
@@ -57,8 +57,10 @@ class HookCalls:
         calls = tuple(
             (impl.function, tuple(impl.argnames), impl.plugin_name) for impl in reversed(implementations)
         )
-        if chained:
+        if hook in hookspecs.CHAINED_HOOKS:
             call = _chained(calls, hook)
+        elif hook in hookspecs.UNDO_HOOKS:
+            call = _every_one(calls, hook)
         elif caller.spec is not None and caller.spec.opts.get("firstresult"):
             call = _first_result(calls, hook)
         elif not calls:
@@ -119,6 +121,26 @@ def _chained(calls: tuple[tuple[Callable[..., Any], tuple[str, ...], str], ...],
             name_technique(exc, technique, hook)
             raise
         return kwargs[chained_argument]
+
+    call.__name__ = call.__qualname__ = hook
+    return call
+
+
+def _every_one(calls: tuple[tuple[Callable[..., Any], tuple[str, ...], str], ...], hook: str) -> Callable[..., list[Any]]:
+    def call(**kwargs: Any) -> list[Any]:
+        results, first_error = [], None
+        for function, argnames, technique in calls:
+            try:
+                result = function(*(kwargs[name] for name in argnames))
+            except Exception as exc:
+                name_technique(exc, technique, hook)
+                first_error = first_error or exc
+                continue
+            if result is not None:
+                results.append(result)
+        if first_error is not None:
+            raise first_error
+        return results
 
     call.__name__ = call.__qualname__ = hook
     return call

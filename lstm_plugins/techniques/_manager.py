@@ -121,13 +121,15 @@ def _mismatch(manager: pluggy.PluginManager, technique: object, error: Exception
 
 
 def _refuse_chained_wrappers(manager: pluggy.PluginManager, name: str) -> None:
-    for hook in hookspecs.CHAINED_HOOKS:
+    for hook in (*hookspecs.CHAINED_HOOKS, *hookspecs.UNDO_HOOKS):
         for impl in getattr(manager.hook, hook).get_hookimpls():
             if impl.plugin_name == name and (impl.hookwrapper or getattr(impl, "wrapper", False)):
-                raise TechniqueValidationError(
-                    f"Technique `{name}`: hook `{hook}` is chained (each implementation receives "
-                    "the previous one's result) and cannot be a wrapper; return the new value instead."
+                why = (
+                    "is chained (each implementation receives the previous one's result)"
+                    if hook in hookspecs.CHAINED_HOOKS
+                    else "undoes a change (every implementation must run)"
                 )
+                raise TechniqueValidationError(f"Technique `{name}`: hook `{hook}` {why} and cannot be a wrapper.")
 
 
 class TechniqueManager(pluggy.PluginManager):

@@ -1,23 +1,19 @@
 """Hook specifications: every point at which a technique can act on training.
 
-A technique is any object whose methods are decorated with :data:`lstm_plugins.hookimpl` and
-named after a hook below (or carry ``@hookimpl(specname="...")``). It implements only the hooks
-it needs, and each implementation may accept any *subset* of the hook's arguments (pluggy passes
-them by name). A method for a hook this module does not define, or one asking for an argument
-the hook does not have, is refused when the model is built, naming the technique.
+A technique is any object whose methods carry :data:`lstm_plugins.hookimpl` and are named after
+a hook below (or ``@hookimpl(specname="...")``). Each implementation may accept any *subset* of
+its hook's arguments. An unknown hook or argument is refused when the model is built.
 
 Hooks are grouped by the phase of training in which they fire. Within one phase, implementations
 run **in the order the techniques were given to the model** (first listed, first called), unless a
 technique declares ``@hookimpl(tryfirst=True)`` or ``@hookimpl(trylast=True)``. Unless a hook says
 otherwise, every implementation runs and the non-``None`` results are collected in a list.
 
-Hooks that fire every step are on the hot path: keep tensors on the device and never call
-``.item()`` or ``.cpu()`` on every step. Log with
-``model.log_step_values({...})`` when :func:`lstm_plugins.toolkit.log_due` says so: values land
-on the same logger rows as Lightning's ``self.log``, in one host copy per logging step. Iterate
-``model.cached_named_parameters()`` rather than ``model.named_parameters()``. Changes to the
-forward computation are made once in :func:`configure_network` (insert modules, wrap weights),
-never by a hook called inside ``forward``.
+Per-step hooks are on the hot path: keep tensors on the device, never ``.item()`` every step; log
+with ``model.log_step_values({...})`` when :func:`lstm_plugins.toolkit.log_due` says so (one host
+copy per logging step, on the rows of Lightning's ``self.log``); iterate
+``model.cached_named_parameters()``. Forward-path changes are made once, in
+:func:`configure_network`, never by a hook called inside ``forward``.
 
 Technique state that must survive a checkpoint (counters, histories, averaged weights) is not a
 hook: define ``state_dict()`` and ``load_state_dict(state)`` on the technique (see
@@ -72,6 +68,10 @@ CHAINED_HOOKS = {"transform_batch": "batch"}
 
 EXCLUSIVE_HOOKS = {"compute_task_loss": "task_loss"}
 """Hooks at most one technique of a model may implement, with the slot name they take."""
+
+UNDO_HOOKS = frozenset({"on_evaluation_end"})
+"""Hooks that undo something: every implementation runs even if one raises (the first error is
+raised once all have run), so one failing technique never leaves another's change in place."""
 
 EvaluationStage = Literal["validate", "test", "predict"]
 
@@ -362,8 +362,8 @@ def on_evaluation_end(model: SequenceModel, stage: EvaluationStage) -> None:
     :param model: the model.
     :param stage: as for :func:`on_evaluation_start`.
 
-    Also fires when evaluation stops with an exception (from the Trainer's ``on_exception``), so
-    swapped weights are restored whatever happens.
+    Also fires when evaluation stops with an exception (from the Trainer's ``on_exception``), and
+    every implementation runs even if one raises, so swapped weights are restored whatever happens.
 
     May change: restore what :func:`on_evaluation_start` changed. Return value: ignored.
     """
