@@ -11,7 +11,7 @@ Example:
 
 from importlib.metadata import PackageNotFoundError, version
 
-from lstm_plugins import validation
+from lstm_plugins import toolkit, validation
 from lstm_plugins.cli._plotting import MetricHistory, plot_run
 from lstm_plugins.model import (
     ClassificationTask,
@@ -27,7 +27,6 @@ from lstm_plugins.techniques import (
     TechniqueValidationError,
     available_techniques,
     hookimpl,
-    toolkit,
 )
 
 try:

@@ -114,8 +114,7 @@ def gate_saturation(
 
 
 class GateSaturation(Technique):
-    """Logs, on the logging steps, the fraction of saturated input- and forget-gate activations
-    per layer.
+    """Logs the fraction of saturated input- and forget-gate activations per layer, on the logging steps.
 
     After the optimizer step of the logging steps (:func:`lstm_plugins.toolkit.log_due`: optimizer
     steps ``N - 1, 2N - 1, ...``, the rows of Lightning's ``self.log``; once per optimizer step

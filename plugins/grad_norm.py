@@ -18,7 +18,7 @@ from typing import Any
 
 from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
-from lstm_plugins.techniques.toolkit import gradient_norms
+from lstm_plugins.toolkit import gradient_norms
 
 __all__ = ["GradientNorms", "gradient_norms"]
 

@@ -30,7 +30,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
-from lstm_plugins.techniques.toolkit import log_due, log_step, parameters_with_gradients, total_gradient_norm
+from lstm_plugins.toolkit import log_due, log_step, parameters_with_gradients, total_gradient_norm
 
 __all__ = ["MetricHistory", "plot_run", "require_matplotlib"]
 

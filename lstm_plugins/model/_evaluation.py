@@ -10,7 +10,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from lstm_plugins.model._metrics import PER_CLASS_SUFFIX
-from lstm_plugins.techniques.toolkit import log_step
+from lstm_plugins.toolkit import log_step
 from lstm_plugins.training._step_log import publish, to_host
 
 

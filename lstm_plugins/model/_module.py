@@ -22,7 +22,7 @@ from lstm_plugins.model._network import SequenceNetwork
 from lstm_plugins.model._tasks import Task
 from lstm_plugins.techniques._manager import build_technique_manager
 from lstm_plugins.techniques._registry import TechniqueSpec, resolve_technique, technique_specs
-from lstm_plugins.techniques.toolkit import log_due
+from lstm_plugins.toolkit import log_due
 from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, build_optimizer
 from lstm_plugins.training._pickling import PER_PROCESS_ATTRIBUTES, unshare_tensors
 from lstm_plugins.training._state import load_state, restore_rng, save_state

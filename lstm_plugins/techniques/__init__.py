@@ -1,7 +1,7 @@
 """The technique API: hook specifications, markers, the per-model manager, the registry, the
-:class:`Technique` base and the :mod:`toolkit` techniques share."""
+:class:`Technique` base. The services techniques share are in :mod:`lstm_plugins.toolkit`."""
 
-from lstm_plugins.techniques import hookspecs, toolkit
+from lstm_plugins.techniques import hookspecs
 from lstm_plugins.techniques._manager import TechniqueManager, TechniqueValidationError, build_technique_manager
 from lstm_plugins.techniques._markers import PROJECT_NAME, hookimpl, hookspec
 from lstm_plugins.techniques._registry import (
@@ -34,5 +34,4 @@ __all__ = [
     "resolve_technique",
     "technique_name",
     "technique_specs",
-    "toolkit",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lstm_plugins.techniques.toolkit import log_step
+from lstm_plugins.toolkit import log_step
 
 PROGRESS_BAR_VALUES = ("train/loss", "val/loss")
 """Values also shown on Lightning's progress bar when they are published."""
