@@ -151,7 +151,7 @@ def _check_matches(fresh: Any, saved: Any, technique: str, path: str) -> None:
         for key in fresh:
             _check_matches(fresh[key], saved[key], technique, _join(path, key))
         return
-    if _kind(fresh) != _kind(saved) and not (_kind(fresh) == "number" and _kind(saved) == "number"):
+    if _kind(fresh) != _kind(saved):
         raise ValueError(f"{_where(technique, path)}: expected a {_kind(fresh)}, but got a {_kind(saved)}.")
     _check_plain(saved, technique, path)
 
