@@ -75,14 +75,15 @@ def positive_int(name: str, value: Any) -> int:
     return int_at_least(name, value, 1)
 
 
-def optional_positive_int(name: str, value: Any) -> int | None:
-    """``None`` or a positive int (an interval that defaults to the Trainer's, for example)."""
+def optional_positive_int(name: str, value: Any, *, none: str = "None") -> int | None:
+    """``None`` or a positive int (an interval that defaults to the Trainer's, for example);
+    ``none`` is how the message spells ``None`` (``"null"`` for a YAML key)."""
     if value is None:
         return None
     if not _is_int(value):
-        raise _fail(name, "a positive int or None", value, TypeError)
+        raise _fail(name, f"a positive int or {none}", value, TypeError)
     if value < 1:
-        raise _fail(name, "a positive int or None", value)
+        raise _fail(name, f"a positive int or {none}", value)
     return int(value)
 
 

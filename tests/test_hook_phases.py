@@ -380,3 +380,16 @@ def test_every_evaluation_end_runs_even_when_one_raises():
 
     with pytest.raises(TechniqueValidationError, match="hook `on_evaluation_end` undoes a change"):
         LSTMClassifier(12, 9, techniques=[Wrapping()])
+
+
+def test_every_hook_documents_every_argument():
+    import inspect
+
+    from lstm_plugins.techniques import hookspecs
+
+    for name in hookspecs.__all__:
+        hook = getattr(hookspecs, name)
+        documentation = inspect.getdoc(hook)
+        assert documentation.splitlines()[0].endswith("."), name
+        for argument in inspect.signature(hook).parameters:
+            assert f":param {argument}:" in documentation, f"{name} does not document `{argument}`"

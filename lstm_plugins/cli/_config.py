@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from lstm_plugins import validation as check
+
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     # One intra-op thread: at these sizes a second oneDNN thread gains nothing on an idle
@@ -85,10 +87,10 @@ def _check_keys(section: str, mapping: Any, allowed: set[str]) -> dict[str, Any]
 
 
 def _optional_positive_int(config: Mapping[str, Any], key: str) -> int | None:
-    value = config.get(key)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ConfigError(f"Expected `{key}` to be a positive int or null, but got {value!r}.")
-    return value
+    try:
+        return check.optional_positive_int(key, config.get(key), none="null")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
