@@ -31,6 +31,7 @@ class EvaluationSteps(pl.LightningModule):
 
     task: Any
     _hook: Any
+    encode_carrying_state: Any
 
     def build_evaluation(self, extra_metrics: Mapping[str, Metric]) -> None:
         metrics = self.task.metrics(extra_metrics)
@@ -52,8 +53,9 @@ class EvaluationSteps(pl.LightningModule):
         if stage is not None:
             self._hook.on_evaluation_end(model=self, stage=stage)
 
-    def _predict(self, batch: Any) -> Tensor:
-        return self(batch.features, batch.lengths)
+    def _predict(self, batch: Any, batch_index: int) -> Tensor:
+        output = self.encode_carrying_state(batch, batch_index, self.evaluating or "evaluate")
+        return self.task.predictions(output.logits)
 
     # --- validation -----------------------------------------------------------------------------
 
@@ -61,9 +63,9 @@ class EvaluationSteps(pl.LightningModule):
         self._start_evaluation("validate")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        predictions = self._predict(batch)
-        self.val_loss.update(self.task.loss(predictions, batch.targets), weight=batch.targets.size(0))
-        self.val_metrics.update(predictions, batch.targets)
+        predictions = self._predict(batch, batch_idx)
+        self.val_loss.update(self.task.loss(predictions, batch.targets), weight=self.task.loss_weight(batch.targets))
+        self.val_metrics.update(*self.task.metric_inputs(predictions, batch.targets))
 
     def on_validation_epoch_end(self) -> None:
         try:
@@ -77,7 +79,7 @@ class EvaluationSteps(pl.LightningModule):
         self._start_evaluation("test")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self.test_metrics.update(self._predict(batch), batch.targets)
+        self.test_metrics.update(*self.task.metric_inputs(self._predict(batch, batch_idx), batch.targets))
 
     def on_test_epoch_end(self) -> None:
         try:
@@ -94,7 +96,7 @@ class EvaluationSteps(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """The task's predictions for a :class:`lstm_plugins.data.SequenceBatch` (class scores
         for a classifier, values for a regressor)."""
-        return self._predict(batch)
+        return self._predict(batch, batch_idx)
 
     def on_predict_epoch_end(self) -> None:
         self.end_evaluation()

@@ -31,9 +31,11 @@ class ForwardOutput(NamedTuple):
     """What the model computed for one batch; techniques receive it in ``loss_terms``."""
 
     logits: Tensor
-    """``(batch, num_classes)`` scores before the softmax."""
+    """The head's output: ``(batch, outputs)`` for a task with one answer per sequence,
+    ``(batch, time, outputs)`` for a per-step task (sequence labelling, language modelling)."""
     final_features: Tensor
-    """``(batch, hidden * directions)``: the summary fed to the head, after ``output_layers``."""
+    """What the head read, after ``output_layers``: the ``(batch, hidden * directions)`` summary,
+    or ``(batch, time, hidden * directions)`` for a per-step task."""
     sequence_output: Tensor
     """``(batch, time, hidden * directions)``: the last LSTM layer's outputs after
     ``sequence_layers`` (dropped outputs, when a technique drops them); padded steps are
@@ -42,6 +44,9 @@ class ForwardOutput(NamedTuple):
     """The same outputs before ``sequence_layers``."""
     lengths: Tensor
     """``(batch,)`` int64 valid lengths, on the CPU."""
+    state: tuple[Tensor, Tensor] | None = None
+    """The LSTM's final ``(h, c)``, each ``(layers * directions, batch, hidden)``, when the task
+    carries state from batch to batch (language modelling); else ``None``."""
 
 
 def reverse_within_length_index(lengths: Tensor, max_length: int) -> Tensor:
@@ -180,3 +185,50 @@ def run_lstm(
         features, (zeros, zeros), flat_weights, lstm.bias, lstm.num_layers, float(lstm.dropout),
         lstm.training, False, True,
     )[0]
+
+
+def run_lstm_from_state(
+    lstm: nn.LSTM,
+    features: Tensor,
+    initial_state: tuple[Tensor, Tensor] | None,
+    weights: Sequence[Tensor] | None = None,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Run a ``batch_first`` LSTM over an unpadded batch from a given state, on the fused kernel.
+
+    For streams cut into consecutive chunks (truncated backpropagation through time): every
+    sequence of the batch has the full length, so no packing or reversal is needed, and the
+    final state of one chunk is the initial state of the next.
+
+    Args:
+        lstm: a ``torch.nn.LSTM`` with ``batch_first=True`` and no projection.
+        features: ``(batch, time, input_size)``, every sequence of length ``time``.
+        initial_state: ``(h, c)``, each ``(layers * directions, batch, hidden)``; ``None`` for zeros.
+        weights: replacement for ``lstm._flat_weights`` (as in :func:`run_lstm`).
+
+    Returns:
+        The last layer's ``(batch, time, hidden * directions)`` outputs and the final ``(h, c)``.
+
+    Example:
+        >>> lstm = torch.nn.LSTM(3, 4, batch_first=True)
+        >>> x = torch.randn(2, 6, 3)
+        >>> whole, _ = run_lstm_from_state(lstm, x, None)
+        >>> first, state = run_lstm_from_state(lstm, x[:, :4], None)
+        >>> second, _ = run_lstm_from_state(lstm, x[:, 4:], state)
+        >>> torch.allclose(torch.cat((first, second), 1), whole, atol=1e-6)
+        True
+    """
+    if weights is None:
+        lstm._update_flat_weights()
+    flat_weights = lstm._flat_weights if weights is None else list(weights)
+    if features.is_cuda and weights is not None:
+        flat_weights = _single_chunk(flat_weights)
+    if initial_state is None:
+        directions = 2 if lstm.bidirectional else 1
+        zeros = features.new_zeros(lstm.num_layers * directions, features.size(0), lstm.hidden_size)
+        initial_state = (zeros, zeros)
+    output, h, c = torch.lstm(
+        features, initial_state, flat_weights, lstm.bias, lstm.num_layers, float(lstm.dropout),
+        lstm.training, lstm.bidirectional, True,
+    )
+    return output, (h, c)
+

@@ -94,13 +94,26 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
 
         self.build_network(input_size, task.output_size, hidden_size, num_layers, bidirectional, num_embeddings)
         self._hook.configure_network(model=self)
+        self._check_task_network()
         self.build_evaluation(self._contributed_metrics())
         self.step_logger = StepLogger()
         self._named_parameters: tuple[tuple[str, nn.Parameter], ...] | None = None
         self._resumed_rng: Mapping[str, Any] | None = None
         self._train_batch: Any = None  # the last training micro-batch, for on_train_step_end
+        self.carried_state: dict[str, tuple[Tensor, Tensor]] = {}
+        """Per stage (``train``, ``validate``, ...), the LSTM state carried to the next chunk when
+        the task carries state; the training one is kept in checkpoints."""
         self._steps_ended = 0  # optimizer steps whose on_train_step_end has fired
         self._callbacks: list[Callback] | None = None
+
+    def _check_task_network(self) -> None:
+        if self.task.carries_state and self.recurrence is not None:
+            raise ValueError(
+                f"The `{self.task.name}` task carries the LSTM's state from chunk to chunk, which the "
+                f"`recurrence` slot ({self.recurrence!r}) does not support; remove the technique that "
+                "fills it."
+            )
+        self.task.check_network(self)
 
     def _contributed_metrics(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -149,6 +162,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         state["_named_parameters"] = None
         state["_train_batch"] = None
         state["_callbacks"] = None
+        state["carried_state"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -169,6 +183,20 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         if cached is None:
             cached = self._named_parameters = tuple(self.named_parameters())
         return cached
+
+    def encode_carrying_state(self, batch: Any, batch_index: int, stage: str) -> Any:
+        """:meth:`encode` a batch; for a task that carries state, from the state the previous
+        chunk of this stage left (none at a loader's first batch, so every epoch starts afresh;
+        a fit resumed mid-epoch continues from the checkpoint's), detached at the boundary."""
+        if not self.task.carries_state:
+            return self.encode(batch.features, batch.lengths)
+        state = None if batch_index == 0 else self.carried_state.get(stage)
+        if state is not None and state[0].device != batch.features.device:
+            state = (state[0].to(batch.features.device), state[1].to(batch.features.device))
+        output = self.encode(batch.features, batch.lengths, state)
+        # Detached: gradients never cross a chunk boundary (truncated backpropagation).
+        self.carried_state[stage] = (output.state[0].detach(), output.state[1].detach())
+        return output
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
         """Predictions for a zero-padded ``(batch, time, features)`` batch with ``(batch,)``
@@ -218,7 +246,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         hook = self._hook
         batch = hook.transform_batch(model=self, batch=batch, batch_index=batch_idx)
         self._train_batch = batch
-        output = self.encode(batch.features, batch.lengths)
+        output = self.encode_carrying_state(batch, batch_idx, "train")
         predictions = self.task.predictions(output.logits)
         task_loss = hook.compute_task_loss(model=self, batch=batch, output=output, predictions=predictions)
         if task_loss is None:
@@ -304,7 +332,13 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
 
     def _check_datamodule(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        checks = (("input_size", "num_features", self.input_size), *self.task.data_checks())
+        # Token models read ids from a vocabulary; feature models read `input_size` features.
+        inputs = (
+            ("num_embeddings", "vocab_size", self.embedding.num_embeddings)
+            if self.embedding is not None
+            else ("input_size", "num_features", self.input_size)
+        )
+        checks = (inputs, *self.task.data_checks())
         for name, attribute, expected in checks:
             found = getattr(datamodule, attribute, None)
             if isinstance(found, int) and not isinstance(found, bool) and found != expected:

@@ -3,10 +3,12 @@ last-step summary, output layers and the head, with the slots techniques fill at
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from lstm_plugins import validation as check
-from lstm_plugins.model._forward import ForwardOutput, last_step_summary, run_lstm
+from lstm_plugins.model._forward import ForwardOutput, last_step_summary, run_lstm, run_lstm_from_state
 from lstm_plugins.model._layers import TokenEmbedding
 
 
@@ -19,6 +21,7 @@ class SequenceNetwork(nn.Module):
     """
 
     input_size: int
+    task: Any
     embedding: TokenEmbedding | None
     input_layers: nn.Sequential
     lstm: nn.LSTM
@@ -53,8 +56,16 @@ class SequenceNetwork(nn.Module):
         self.output_layers = nn.Sequential()
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), output_size)
 
-    def encode(self, features: Tensor, lengths: Tensor) -> ForwardOutput:
-        """Run the network on a padded batch; see :class:`lstm_plugins.ForwardOutput`."""
+    def encode(
+        self, features: Tensor, lengths: Tensor, initial_state: tuple[Tensor, Tensor] | None = None
+    ) -> ForwardOutput:
+        """Run the network on a padded batch; see :class:`lstm_plugins.ForwardOutput`.
+
+        For a task that carries state (``task.carries_state``), the batch is a chunk of streams
+        (every sequence full length), the LSTM starts from ``initial_state`` (zeros for ``None``)
+        and the output holds the final state. For a per-step task (``task.per_step``) the head
+        reads every step's output, else each sequence's summary.
+        """
         if self.embedding is not None:
             if features.dim() != 2 or features.is_floating_point():
                 raise ValueError(
@@ -68,13 +79,19 @@ class SequenceNetwork(nn.Module):
                 f"but got {tuple(features.shape)}."
             )
         lstm_input = self.input_layers(features)
-        if self.recurrence is None:
+        state = None
+        if self.task.carries_state:
+            raw_output, state = run_lstm_from_state(self.lstm, lstm_input, initial_state, self.lstm_weights())
+        elif self.recurrence is None:
             raw_output = run_lstm(self.lstm, lstm_input, lengths, self.lstm_weights())
         else:
             raw_output = self.recurrence(lstm_input, lengths, self.lstm, self.lstm_weights())
         sequence_output = self.sequence_layers(raw_output)
-        final = self.output_layers(last_step_summary(sequence_output, lengths, self.lstm.bidirectional))
-        return ForwardOutput(self.head(final), final, sequence_output, raw_output, lengths)
+        if self.task.per_step:
+            final = self.output_layers(sequence_output)
+        else:
+            final = self.output_layers(last_step_summary(sequence_output, lengths, self.lstm.bidirectional))
+        return ForwardOutput(self.head(final), final, sequence_output, raw_output, lengths, state)
 
     def lstm_weights(self) -> list[Tensor] | None:
         """The LSTM's weights with ``weight_transforms`` applied, or ``None`` when there are none.

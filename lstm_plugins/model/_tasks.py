@@ -8,7 +8,7 @@ sequence labelling, language modelling) is a new :class:`Task`, not a branch ins
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,6 +29,25 @@ class Task:
     name: ClassVar[str] = "task"
     output_size: int
     """Units of the model's head."""
+    per_step: ClassVar[bool] = False
+    """Whether the head reads every step's output (sequence labelling, language modelling)
+    rather than one summary per sequence."""
+    carries_state: ClassVar[bool] = False
+    """Whether the LSTM's final state of a batch is the initial state of the next (truncated
+    backpropagation through time over consecutive chunks of streams)."""
+
+    def check_network(self, model: Any) -> None:
+        """Refuse a network this task cannot work with (``ValueError`` naming the task); called
+        once the techniques have changed the network."""
+
+    def metric_inputs(self, predictions: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """What the metrics are updated with: a per-step task keeps only the valid steps."""
+        return predictions, targets
+
+    def loss_weight(self, targets: Tensor) -> Tensor | int:
+        """How much a batch's mean loss weighs in the epoch's mean: its sequences (or, for a
+        per-step task, its valid steps)."""
+        return targets.size(0)
 
     def predictions(self, head_output: Tensor) -> Tensor:
         """The head's output as the task's predictions (what the loss and metrics receive)."""

@@ -54,6 +54,9 @@ def save_state(model: Any, checkpoint: dict[str, Any]) -> None:
         "state": states,
         "rng": rng,
     }
+    carried = getattr(model, "carried_state", {}).get("train")
+    if carried is not None:  # truncated BPTT: the state the next chunk of a resumed fit starts from
+        checkpoint[CHECKPOINT_KEY]["carried_state"] = [tensor.detach().cpu() for tensor in carried]
 
 
 def load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -90,6 +93,11 @@ def load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | No
         except Exception as exc:
             name_technique(exc, name, "load_state_dict")
             raise
+    carried = stored.get("carried_state")
+    if carried is not None:
+        if not (isinstance(carried, (list, tuple)) and len(carried) == 2 and all(isinstance(t, Tensor) for t in carried)):
+            raise ValueError("Checkpoint key `carried_state` must hold the LSTM's (h, c) tensors.")
+        model.carried_state["train"] = (carried[0], carried[1])
     rng = stored.get("rng")
     return rng if isinstance(rng, Mapping) else None
 
