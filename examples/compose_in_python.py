@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.cli._plotting import MetricHistory, plot_run, require_matplotlib
-from lstm_plugins.cli import format_results
+from lstm_plugins.cli._tasks import classification_table
 from lstm_plugins.data import JapaneseVowelsDataModule
 from lstm_plugins.plugins import Dropout, GradientClipping, GradientNorms, L2Penalty
 
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     trainer.fit(model, datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    print(format_results(model.test_results, datamodule.class_names))
+    print(classification_table(model.test_results, datamodule))
     print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
     if arguments.plot:
         print(f"  plot written to {plot_run(history, arguments.plot, title='compose_in_python.py')}")

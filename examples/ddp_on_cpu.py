@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 
 from lstm_plugins import LSTMClassifier
-from lstm_plugins.cli import format_results
+from lstm_plugins.cli._tasks import classification_table
 from lstm_plugins.data import JapaneseVowelsDataModule
 
 STACK = [
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trainer.is_global_zero:
         print(f"DDP on {trainer.world_size} processes ({arguments.accelerator}), "
               f"{trainer.current_epoch} epochs")
-        print(format_results(model.test_results, datamodule.class_names))
+        print(classification_table(model.test_results, datamodule))
         print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
     return 0
 

@@ -86,7 +86,7 @@ def test_technique_flags_and_overrides_compose(capsys):
         ({"seed": "zero"}, "Expected `seed` to be an int, but got 'zero'."),
         ({"techniques": {"l2": {}}}, "Expected `techniques` to be a list"),
         ({"techniques": [3]}, "Expected each entry of `techniques` to be a name or a mapping, but got 3."),
-        ({"data": {"dataset": "mnist"}}, "Expected `data.dataset` to be one of japanese_vowels, but got 'mnist'."),
+        ({"data": {"dataset": "mnist"}}, "Expected `data.dataset` to be one of japanese_vowels for the `classification` task, but got 'mnist'."),
         ({"data": {"test": "x.ts"}}, "`data.test` needs `data.train`"),
     ],
 )

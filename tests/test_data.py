@@ -140,7 +140,7 @@ FILE_ERRORS = {
     "no data section": ("@classLabel true a b\n", "to have an @data section"),
     "empty data": ("@classLabel true a b\n@data\n# nothing\n\n", "at least one series after @data, but got 0"),
     "no class labels": ("@dimensions 1\n@data\n1:a\n", "Line 2 of .*`@classLabel true"),
-    "class label false": ("@classLabel false\n@data\n", "Line 1 of .*a classification problem"),
+    "class label false": ("@classLabel false\n@data\n", "Line 2 of .*a classification problem"),
     "duplicate class labels": ("@classLabel true a a\n@data\n", "Line 1 of .*distinct class labels"),
     "row before data": ("@classLabel true a\n1:a\n", "Line 2 of .*before @data"),
     "time stamps": ("@timeStamps true\n", "Line 1 of .*not supported"),

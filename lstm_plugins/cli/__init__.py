@@ -102,25 +102,14 @@ def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[An
     import pytorch_lightning as pl
     import torch
 
-    from lstm_plugins.model import LSTMClassifier
-    from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
+    from lstm_plugins.cli._tasks import TASKS
 
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     if config.get("threads") is not None:
         torch.set_num_threads(config["threads"])
     data = dict(config["data"])
     data.setdefault("seed", config["seed"])
-    dataset = data.pop("dataset", None)
-    if dataset == "japanese_vowels":
-        datamodule = JapaneseVowelsDataModule(**data)
-    else:
-        datamodule = SequenceDataModule.from_ts_files(data.pop("train"), data.pop("test", None), **data)
-    model = LSTMClassifier(
-        input_size=datamodule.num_features,
-        num_classes=datamodule.num_classes,
-        techniques=config["techniques"],
-        **config["model"],
-    )
+    datamodule, model = TASKS[config["task"]].build({**config, "data": data}, config["techniques"])
     trainer_options = {"deterministic": True, **config["trainer"]}
     if not datamodule.has_validation:
         trainer_options.setdefault("limit_val_batches", 0)
@@ -145,22 +134,6 @@ def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[An
     return datamodule, model, trainer
 
 
-def format_results(results: dict[str, Any], class_names: Sequence[str]) -> str:
-    """The test table: overall accuracy, macro recall and F1, then one row per class."""
-    lines = [
-        "Test results",
-        f"  {'accuracy':<16}{results['test/accuracy'].item():.4f}",
-        f"  {'recall (macro)':<16}{results['test/recall'].item():.4f}",
-        f"  {'F1 (macro)':<16}{results['test/f1'].item():.4f}",
-        "",
-        f"  {'class':<16}{'recall':>8}{'F1':>8}",
-    ]
-    recall, f1 = results["test/recall_per_class"], results["test/f1_per_class"]
-    for index, name in enumerate(class_names):
-        lines.append(f"  {str(name):<16}{recall[index].item():>8.4f}{f1[index].item():>8.4f}")
-    return "\n".join(lines)
-
-
 def _fit(arguments: argparse.Namespace) -> int:
     import yaml
 
@@ -180,7 +153,9 @@ def _fit(arguments: argparse.Namespace) -> int:
     if datamodule.has_test:
         trainer.test(model, datamodule=datamodule, verbose=False)
         if trainer.is_global_zero:
-            print(format_results(model.test_results, datamodule.class_names))
+            from lstm_plugins.cli._tasks import TASKS
+
+            print(TASKS[config["task"]].table(model.test_results, datamodule))
             print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
     if history is not None and trainer.is_global_zero:
         from lstm_plugins.cli._plotting import plot_run

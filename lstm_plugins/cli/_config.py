@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from lstm_plugins import validation as check
+from lstm_plugins.cli._tasks import TASKS
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -52,12 +53,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 """The default stack that ``lstm-plugins fit`` trains on JapaneseVowels."""
 
-_SECTIONS = {"seed", "threads", "checkpoint_every_n_epochs", "model", "techniques", "data", "trainer"}
-_MODEL_KEYS = {"hidden_size", "num_layers", "bidirectional", "optimizer", "learning_rate"}
-_DATA_KEYS = {
-    "dataset", "train", "test", "batch_size", "val_fraction", "standardize", "seed", "num_workers",
-}
-_DATASETS = ("japanese_vowels",)
+_SECTIONS = {"seed", "threads", "checkpoint_every_n_epochs", "task", "model", "techniques", "data", "trainer"}
 _TRAINER_KEYS = {
     "max_epochs", "min_epochs", "max_steps", "accelerator", "devices", "num_nodes", "strategy",
     "precision", "log_every_n_steps", "gradient_clip_val", "gradient_clip_algorithm",
@@ -121,8 +117,12 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
         raise ConfigError(f"Expected `seed` to be an int, but got {seed!r}.")
     threads = _optional_positive_int(config, "threads")
     every = _optional_positive_int(config, "checkpoint_every_n_epochs")
-    model = _check_keys("model", config.get("model"), _MODEL_KEYS)
-    data = _check_keys("data", config.get("data"), _DATA_KEYS)
+    task = config.get("task", "classification")
+    if task not in TASKS:
+        raise ConfigError(f"Expected `task` to be one of {', '.join(map(repr, TASKS))}, but got {task!r}.")
+    recipe = TASKS[task]
+    model = _check_keys("model", config.get("model"), set(recipe.model_keys))
+    data = _check_keys("data", config.get("data"), set(recipe.data_keys))
     trainer = _check_keys("trainer", config.get("trainer"), _TRAINER_KEYS)
     techniques = config.get("techniques") or []
     if not isinstance(techniques, list):
@@ -133,18 +133,21 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
                 "Expected each entry of `techniques` to be a name or a mapping, "
                 f"but got {spec!r}."
             )
-    has_files = "train" in data
-    dataset = data.get("dataset", None if has_files else "japanese_vowels")
+    first_file = recipe.file_keys[0] if recipe.file_keys else None
+    has_files = first_file is not None and first_file in data
+    dataset = data.get("dataset", None if has_files else recipe.datasets[0])
     if has_files and dataset is not None:
-        raise ConfigError("Give either `data.dataset` or `data.train` (a .ts file), not both.")
-    if dataset is not None and dataset not in _DATASETS:
+        raise ConfigError(f"Give either `data.dataset` or `data.{first_file}` ({recipe.file_kind}), not both.")
+    if dataset is not None and dataset not in recipe.datasets:
         raise ConfigError(
-            f"Expected `data.dataset` to be one of {', '.join(_DATASETS)}, but got {dataset!r}."
+            f"Expected `data.dataset` to be one of {', '.join(recipe.datasets)} for the `{task}` task, "
+            f"but got {dataset!r}."
         )
-    if "test" in data and not has_files:
-        raise ConfigError("`data.test` needs `data.train`: give both .ts files.")
+    for key in recipe.file_keys[1:]:
+        if key in data and not has_files:
+            raise ConfigError(f"`data.{key}` needs `data.{first_file}`: give both {recipe.file_kind}.")
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    for key in ("train", "test"):
+    for key in recipe.file_keys:
         if key in data:
             if not isinstance(data[key], str):
                 raise ConfigError(f"Expected `data.{key}` to be a path, but got {data[key]!r}.")
@@ -153,7 +156,7 @@ def validate_config(config: Any, base_dir: str | os.PathLike[str] | None = None)
     if dataset is not None:
         data["dataset"] = dataset
     return {
-        "seed": seed, "threads": threads, "checkpoint_every_n_epochs": every, "model": model,
+        "seed": seed, "threads": threads, "checkpoint_every_n_epochs": every, "task": task, "model": model,
         "techniques": list(techniques), "data": data, "trainer": trainer,
     }
 

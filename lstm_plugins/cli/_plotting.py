@@ -12,6 +12,9 @@ gradient norm before and after clipping against the step; the validation metrics
 epoch (test results, when recorded, in the legend). It needs matplotlib, an optional
 dependency: ``pip install 'lstm-plugins[plot]'``.
 
+``plot_from_log`` draws the same figure from what Lightning's ``CSVLogger`` wrote
+(``metrics.csv``), so a finished run can be redrawn from its log folder.
+
 Example:
     >>> history = MetricHistory()
     >>> history.as_dict()
@@ -32,7 +35,7 @@ from torch import Tensor
 
 from lstm_plugins.toolkit import log_due, log_step, parameters_with_gradients, total_gradient_norm
 
-__all__ = ["MetricHistory", "plot_run", "require_matplotlib"]
+__all__ = ["MetricHistory", "plot_from_log", "plot_run", "require_matplotlib"]
 
 _INSTALL_HINT = "pip install 'lstm-plugins[plot]'"
 
@@ -182,7 +185,7 @@ _LOSS_TERMS_SKIPPED = {"train/loss", "train/task_loss"}
 
 
 def plot_run(
-    history: MetricHistory | Mapping[str, Any],
+    history: MetricHistory | Mapping[str, Any] | str | os.PathLike[str],
     path: str | os.PathLike[str],
     title: str | None = None,
 ) -> Path:
@@ -190,7 +193,8 @@ def plot_run(
 
     Args:
         history: a :class:`MetricHistory` after ``Trainer.fit`` (and optionally ``Trainer.test``),
-            or its :meth:`MetricHistory.as_dict`.
+            or its :meth:`MetricHistory.as_dict`, or a ``CSVLogger`` log folder or ``metrics.csv``
+            (see :func:`plot_from_log`).
         path: where to write the PNG; parent folders are created.
         title: a title over the three panels.
 
@@ -203,6 +207,10 @@ def plot_run(
     plt = require_matplotlib()
     from matplotlib.ticker import MaxNLocator
 
+    if isinstance(history, (str, os.PathLike)):
+        from lstm_plugins.cli._metrics_log import read_metrics_log
+
+        history = read_metrics_log(history)
     data = history.as_dict() if isinstance(history, MetricHistory) else dict(history)
     train: list[dict[str, float]] = list(data.get("train", []))
     validation: list[dict[str, float]] = list(data.get("validation", []))
@@ -275,3 +283,32 @@ def plot_run(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_from_log(
+    log: str | os.PathLike[str], output_png: str | os.PathLike[str], title: str | None = None
+) -> Path:
+    """Draw a run from what Lightning's ``CSVLogger`` recorded, during the run or long after it.
+
+    The figure is :func:`plot_run`'s: losses, the gradient norm before clipping (the clipper's
+    ``<clipper>/pre_clip_norm``, or ``grad_norm/total``) and after it where the threshold is known,
+    and the validation metrics (test results in the legend). See
+    :func:`lstm_plugins.cli._metrics_log.read_metrics_log` for what is read.
+
+    Args:
+        log: the ``metrics.csv``, its log folder (``lightning_logs/version_0``), or a folder of
+            runs (the newest ``metrics.csv`` below it is drawn).
+        output_png: where to write the PNG; parent folders are created.
+        title: a title over the three panels.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: no ``metrics.csv`` there.
+        ImportError: matplotlib is not installed (``pip install 'lstm-plugins[plot]'``).
+    """
+    require_matplotlib()
+    from lstm_plugins.cli._metrics_log import read_metrics_log
+
+    return plot_run(read_metrics_log(log), output_png, title=title)

@@ -11,19 +11,41 @@ Example:
 from lstm_plugins.data._adding import MEAN_PREDICTOR_MSE, AddingProblemDataModule, adding_problem
 from lstm_plugins.data._batch import PaddedSequenceDataset, SequenceBatch, collate_sequence_batch
 from lstm_plugins.data._datamodule import SequenceDataModule
+from lstm_plugins.data._forecasting import ForecastingDataModule, ForecastStatistics
 from lstm_plugins.data._japanese_vowels import JapaneseVowelsDataModule, load_japanese_vowels
+from lstm_plugins.data._labelling import SequenceLabellingDataModule
+from lstm_plugins.data._series import EMBEDDED_SERIES, SeriesTable, read_series_csv
+from lstm_plugins.data._predict import PredictionLoaders, prediction_loader, restore_input_order
+from lstm_plugins.data._speaker_turns import SpeakerTurnsDataModule, speaker_turns
+from lstm_plugins.data._step_labels import StepLabelledDataset, collate_step_batch
+from lstm_plugins.data._tecator import TecatorDataModule, load_tecator
 from lstm_plugins.data._ts import TsData, read_ts
 
 __all__ = [
+    "EMBEDDED_SERIES",
     "MEAN_PREDICTOR_MSE",
     "AddingProblemDataModule",
+    "ForecastStatistics",
+    "ForecastingDataModule",
     "JapaneseVowelsDataModule",
     "PaddedSequenceDataset",
+    "PredictionLoaders",
     "SequenceBatch",
     "SequenceDataModule",
+    "SequenceLabellingDataModule",
+    "SeriesTable",
+    "SpeakerTurnsDataModule",
+    "StepLabelledDataset",
+    "TecatorDataModule",
     "TsData",
     "adding_problem",
     "collate_sequence_batch",
+    "collate_step_batch",
     "load_japanese_vowels",
+    "load_tecator",
+    "prediction_loader",
+    "read_series_csv",
     "read_ts",
+    "restore_input_order",
+    "speaker_turns",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Split", "as_label_array", "as_sequence_arrays", "concatenate"]
+__all__ = ["Split", "as_label_array", "as_sequence_arrays", "as_target_array", "concatenate"]
 
 
 def as_sequence_arrays(name: str, sequences: Any) -> list[np.ndarray]:
@@ -96,6 +96,53 @@ def as_label_array(name: str, labels: Any, *, count: int, sequences_name: str) -
     if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"Expected `{name}` to fit in int64, but got {int(array.max())}.")
     return array.astype(np.int64, copy=True)
+
+
+def as_target_array(name: str, targets: Any, *, count: int, sequences_name: str) -> np.ndarray:
+    """Validate regression ``targets`` and return them as float32: ``(count,)`` for one output,
+    ``(count, num_outputs)`` for several (a ``(count, 1)`` array becomes ``(count,)``).
+
+    Rejects integer or boolean dtypes (class indices belong to a classification task), other
+    shapes, and NaN or infinite values (including float64 values too large for float32).
+
+    Example:
+        >>> as_target_array("y", [[0.5], [2.0]], count=2, sequences_name="x")
+        array([0.5, 2. ], dtype=float32)
+        >>> as_target_array("y", [1, 2], count=2, sequences_name="x")
+        Traceback (most recent call last):
+        ...
+        TypeError: Expected `y` to be regression targets of a float dtype, but got dtype int64 (class indices?); ...
+    """
+    expected = f"a float array of shape ({count},) or ({count}, num_outputs)"
+    if isinstance(targets, (str, bytes)):
+        raise TypeError(f"Expected `{name}` to be {expected}, but got a string.")
+    try:
+        array = np.asarray(targets)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Expected `{name}` to be {expected}, but it could not be converted to an array: {error}"
+        ) from None
+    if array.dtype.kind != "f":
+        hint = (" (class indices?); use task='classification' for class labels, or convert "
+                "numeric targets with .astype(float)") if array.dtype.kind in "iub" else ""
+        raise TypeError(
+            f"Expected `{name}` to be regression targets of a float dtype, but got dtype "
+            f"{array.dtype}{hint}."
+        )
+    if array.ndim not in (1, 2) or array.shape[0] != count or (array.ndim == 2 and array.shape[1] == 0):
+        raise ValueError(
+            f"Expected `{name}` to be {expected} (one row per sequence in `{sequences_name}`), "
+            f"but got shape {array.shape}."
+        )
+    with np.errstate(over="ignore"):
+        array = np.array(array, dtype=np.float32)  # a copy
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array).reshape(count, -1).all(axis=1))[0])
+        raise ValueError(
+            f"Expected `{name}` to contain only finite float32 values, but `{name}[{bad}]` is "
+            f"{np.asarray(targets)[bad].tolist()}."
+        )
+    return array.reshape(count) if array.ndim == 2 and array.shape[1] == 1 else array
 
 
 def concatenate(arrays: Sequence[np.ndarray], num_features: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Lightning data module for labelled variable-length sequences."""
+"""Lightning data module for variable-length sequences with a class or values per sequence."""
 
 from __future__ import annotations
 
@@ -11,35 +11,47 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lstm_plugins.data._batch import PaddedSequenceDataset, collate_sequence_batch
-from lstm_plugins.data._ts import read_ts
 from lstm_plugins import validation as check
-from lstm_plugins.data._arrays import Split as _Split, as_label_array, as_sequence_arrays, concatenate
+from lstm_plugins.data import _targets
+from lstm_plugins.data._arrays import Split as _Split, as_sequence_arrays, concatenate
+from lstm_plugins.data._batch import PaddedSequenceDataset, collate_sequence_batch
 from lstm_plugins.data._loaders import EpochShuffleSampler, ResumableDataLoader
+from lstm_plugins.data._predict import PredictionLoaders
+from lstm_plugins.data._targets import DataTask
+from lstm_plugins.data._ts import read_ts
 
 __all__ = ["SequenceDataModule"]
 
-_STD_FLOOR = 1e-8
+_STD_FLOOR = 1e-8  # features
 
 
-class SequenceDataModule(pl.LightningDataModule):
-    """Data module for classifying variable-length multivariate sequences.
+class SequenceDataModule(PredictionLoaders, pl.LightningDataModule):
+    """Data module for classifying variable-length multivariate sequences, or regressing values
+    on them (``task="regression"``).
 
-    Everything is validated when the module is built. A stratified validation split is carved
-    from the training data with ``numpy.random.default_rng(seed)`` (every class keeps at least
-    one training sample); per-feature standardisation statistics are fitted on the remaining
-    training sequences only (valid steps, never padding) and applied to every split. Batches are
-    :class:`SequenceBatch` objects produced by :class:`PaddedSequenceDataset`.
+    Everything is validated when the module is built. A validation split is carved from the
+    training data with ``numpy.random.default_rng(seed)``: stratified for classification (every
+    class keeps at least one training sample), a random one for regression. Per-feature
+    standardisation statistics are fitted on the remaining training sequences only (valid steps,
+    never padding) and applied to every split. Batches are :class:`SequenceBatch` objects
+    produced by :class:`PaddedSequenceDataset`.
+
+    For regression, targets stay in their own units; :attr:`target_mean` and :attr:`target_std`
+    (fitted on the training split only) are for the model, which standardises them internally
+    (``RegressionTask(target_mean=..., target_std=...)``).
 
     Args:
         train_sequences: float arrays of shape ``(length, num_features)``.
-        train_labels: integer class index per training sequence.
+        train_labels: integer class index per training sequence; for regression, float targets
+            of shape ``(N,)`` or ``(N, num_outputs)``.
         test_sequences: optional test sequences (same ``num_features``).
         test_labels: labels of the test sequences; required exactly when ``test_sequences`` is.
+        task: ``"classification"`` (integer labels) or ``"regression"`` (float targets).
         num_classes: number of classes; inferred as ``max(label) + 1`` (or ``len(class_names)``).
-        class_names: one name per class; defaults to ``"0"``, ``"1"``, ...
-        val_fraction: share of every class moved to validation, in ``[0, 1)``; ``0`` disables
-            validation.
+            Classification only.
+        class_names: one name per class; defaults to ``"0"``, ``"1"``, ... Classification only.
+        val_fraction: share moved to validation (of every class, for classification), in
+            ``[0, 1)``; ``0`` disables validation.
         batch_size: sequences per batch.
         standardize: whether to standardise features with training statistics.
         seed: seed of the validation split and of the training shuffle order.
@@ -55,6 +67,9 @@ class SequenceDataModule(pl.LightningDataModule):
         >>> batch = next(iter(dm.train_dataloader()))
         >>> batch.features.shape[0], batch.lengths.dtype
         (8, torch.int64)
+        >>> dm = SequenceDataModule(sequences, rng.normal(10.0, 2.0, size=(40, 2)), task="regression")
+        >>> dm.num_outputs, dm.num_classes, next(iter(dm.train_dataloader())).targets.shape
+        (2, None, torch.Size([32, 2]))
     """
 
     def __init__(
@@ -64,6 +79,7 @@ class SequenceDataModule(pl.LightningDataModule):
         test_sequences: Sequence[np.ndarray] | None = None,
         test_labels: Sequence[int] | np.ndarray | None = None,
         *,
+        task: DataTask = "classification",
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         val_fraction: float = 0.1,
@@ -78,10 +94,15 @@ class SequenceDataModule(pl.LightningDataModule):
         self.seed = check.int_at_least("seed", seed, 0)
         self.val_fraction = check.probability("val_fraction", val_fraction)
         self.standardize = check.boolean("standardize", standardize)
+        self.task: DataTask = check.choice("task", task, _targets.TASKS)
+        if task == "regression":
+            for key, value in (("num_classes", num_classes), ("class_names", class_names)):
+                if value is not None:
+                    raise TypeError(f"Expected no `{key}` for task='regression', but got {check.describe(value)}.")
 
         train_arrays = as_sequence_arrays("train_sequences", train_sequences)
-        labels = as_label_array(
-            "train_labels", train_labels, count=len(train_arrays), sequences_name="train_sequences"
+        labels = _targets.task_targets(
+            task, "train_labels", train_labels, count=len(train_arrays), sequences_name="train_sequences"
         )
         self._num_features = int(train_arrays[0].shape[1])
         values, lengths = concatenate(train_arrays, self._num_features)
@@ -101,24 +122,38 @@ class SequenceDataModule(pl.LightningDataModule):
                     f"Expected `test_sequences` to have {self._num_features} features like "
                     f"`train_sequences`, but `test_sequences[0]` has {test_arrays[0].shape[1]}."
                 )
-            test_label_array = as_label_array(
-                "test_labels", test_labels, count=len(test_arrays), sequences_name="test_sequences"
+            test_label_array = _targets.task_targets(
+                task, "test_labels", test_labels, count=len(test_arrays), sequences_name="test_sequences"
             )
+            if test_label_array.shape[1:] != labels.shape[1:]:
+                raise ValueError(
+                    f"Expected `test_labels` to have the outputs of `train_labels` (shape (N, "
+                    f"{', '.join(map(str, labels.shape[1:]))})), but got shape {test_label_array.shape}."
+                )
             test_values, test_lengths = concatenate(test_arrays, self._num_features)
             del test_arrays
             test = _Split(test_values, test_lengths, test_label_array)
 
-        self._num_classes, self._class_names = self._check_classes(
-            num_classes, class_names, full_train.labels, None if test is None else test.labels
-        )
-
-        train_idx, val_idx = self._stratified_split(full_train.labels)
+        self._num_classes: int | None = None
+        self._class_names: tuple[str, ...] = ()
+        if task == "classification":
+            self._num_classes, self._class_names = _targets.check_classes(
+                num_classes, class_names, full_train.labels, None if test is None else test.labels
+            )
+            train_idx, val_idx = _targets.stratified_split(
+                full_train.labels, self._num_classes, self.val_fraction, self.seed
+            )
+        else:
+            train_idx, val_idx = _targets.random_split(len(full_train), self.val_fraction, self.seed)
         self._train_indices = train_idx
         self._val_indices = val_idx
         self._train = full_train.take(train_idx)
         self._val = full_train.take(val_idx) if len(val_idx) else None
         self._test = test
         self._max_length = int(max(full_train.lengths.max(), 0 if test is None else test.lengths.max()))
+        self._target_statistics = (
+            _targets.target_statistics(self._train.labels) if task == "regression" else None
+        )
 
         if self.standardize:
             mean = self._train.values.mean(axis=0, dtype=np.float64)
@@ -130,76 +165,6 @@ class SequenceDataModule(pl.LightningDataModule):
             self.feature_std = np.ones(self._num_features, dtype=np.float64)
         self._datasets: dict[str, PaddedSequenceDataset] = {}
 
-    # ------------------------------------------------------------------ validation helpers
-    @staticmethod
-    def _check_classes(
-        num_classes: Any,
-        class_names: Any,
-        train_labels: np.ndarray,
-        test_labels: np.ndarray | None,
-    ) -> tuple[int, tuple[str, ...]]:
-        names: tuple[str, ...] | None = None
-        if class_names is not None:
-            is_sequence = isinstance(class_names, (Sequence, np.ndarray))
-            if isinstance(class_names, (str, bytes)) or not is_sequence:
-                raise TypeError(
-                    "Expected `class_names` to be a sequence of str, "
-                    f"but got {type(class_names).__name__}."
-                )
-            names = tuple(class_names)
-            for i, name in enumerate(names):
-                if not isinstance(name, str):
-                    raise TypeError(
-                        f"Expected `class_names[{i}]` to be a str, but got {type(name).__name__}."
-                    )
-        if num_classes is not None:
-            count = check.int_at_least("num_classes", num_classes, 2)
-        else:
-            highest = int(train_labels.max())
-            if test_labels is not None:
-                highest = max(highest, int(test_labels.max()))
-            count = highest + 1
-            if names is not None and len(names) > count:
-                count = len(names)  # classes absent from the labels are named explicitly
-        if count < 2:
-            raise ValueError(f"Expected `num_classes` to be an int >= 2, but got {count}.")
-        if names is not None and len(names) != count:
-            raise ValueError(
-                f"Expected `class_names` to have one name per class ({count}), but got {len(names)}."
-            )
-        for label_name, labels in (("train_labels", train_labels), ("test_labels", test_labels)):
-            if labels is None:
-                continue
-            bad = np.flatnonzero((labels < 0) | (labels >= count))
-            if bad.size:
-                raise ValueError(
-                    f"Expected `{label_name}` in [0, {count}), but `{label_name}[{bad[0]}]` "
-                    f"is {labels[bad[0]]}."
-                )
-        return count, names if names is not None else tuple(str(i) for i in range(count))
-
-    def _stratified_split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        all_indices = np.arange(labels.shape[0], dtype=np.int64)
-        if self.val_fraction == 0.0:
-            return all_indices, np.zeros(0, dtype=np.int64)
-        rng = np.random.default_rng(self.seed)
-        val_parts: list[np.ndarray] = []
-        for cls in range(self._num_classes):
-            members = np.flatnonzero(labels == cls)
-            if members.size == 0:
-                continue
-            count = min(int(np.floor(self.val_fraction * members.size + 0.5)), members.size - 1)
-            val_parts.append(rng.permutation(members)[:count])
-        val = np.sort(np.concatenate(val_parts)).astype(np.int64)
-        if val.size == 0:
-            raise ValueError(
-                f"Expected `val_fraction` to leave at least one validation sequence, but "
-                f"{self.val_fraction} of {labels.shape[0]} training sequences leaves none; "
-                "use val_fraction=0 to train without validation."
-            )
-        train = np.setdiff1d(all_indices, val, assume_unique=True)
-        return train, val
-
     # ------------------------------------------------------------------ properties
     @property
     def num_features(self) -> int:
@@ -207,14 +172,34 @@ class SequenceDataModule(pl.LightningDataModule):
         return self._num_features
 
     @property
-    def num_classes(self) -> int:
-        """Number of classes."""
+    def num_classes(self) -> int | None:
+        """Number of classes (``None`` for regression)."""
         return self._num_classes
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """One name per class index."""
+        """One name per class index (``()`` for regression)."""
         return self._class_names
+
+    @property
+    def num_outputs(self) -> int | None:
+        """Values per sequence for regression (``None`` for classification)."""
+        if self.task != "regression":
+            return None
+        shape = self._train.labels.shape
+        return 1 if len(shape) == 1 else int(shape[1])
+
+    @property
+    def target_mean(self) -> tuple[float, ...] | None:
+        """Per-output mean of the training split's regression targets (validation excluded);
+        ``None`` for classification."""
+        return None if self._target_statistics is None else self._target_statistics[0]
+
+    @property
+    def target_std(self) -> tuple[float, ...] | None:
+        """Per-output standard deviation of the training split's regression targets (1 for a
+        constant output); ``None`` for classification."""
+        return None if self._target_statistics is None else self._target_statistics[1]
 
     @property
     def max_length(self) -> int:
@@ -241,6 +226,10 @@ class SequenceDataModule(pl.LightningDataModule):
         """Whether test data were given."""
         return self._test is not None
 
+    def setup(self, stage: str) -> None:
+        """Refuse a model whose task is the other of classification and regression."""
+        _targets.check_model_task(getattr(getattr(self, "trainer", None), "lightning_module", None), self.task)
+
     # ------------------------------------------------------------------ datasets
     def _dataset(self, name: str) -> PaddedSequenceDataset | None:
         cached = self._datasets.get(name)
@@ -252,7 +241,7 @@ class SequenceDataModule(pl.LightningDataModule):
         values = split.values
         if self.standardize:
             values = ((values - self.feature_mean) / self.feature_std).astype(np.float32)
-        dataset = PaddedSequenceDataset.from_concatenated(values, split.lengths, split.labels)
+        dataset = _targets.dataset(values, split.lengths, split.labels)
         self._datasets[name] = dataset
         return dataset
 
@@ -358,9 +347,11 @@ class SequenceDataModule(pl.LightningDataModule):
     ) -> SequenceDataModule:
         """Build from sktime/aeon ``.ts`` files (see :func:`read_ts`).
 
-        Class names come from the training file's ``@classLabel`` header; the test file must
-        declare the same labels in the same order. ``kwargs`` go to the constructor (except
-        ``num_classes`` and ``class_names``, which the files determine).
+        The files declare the task: ``@classLabel true ...`` (classification) or ``@targetLabel
+        true`` (regression); a ``task`` argument must agree with them. Class names come from the
+        training file's ``@classLabel`` header; the test file must declare the same task and the
+        same labels in the same order. ``kwargs`` go to the constructor (except ``num_classes``
+        and ``class_names``, which the files determine).
         """
         for key in ("num_classes", "class_names"):
             if key in kwargs:
@@ -368,9 +359,20 @@ class SequenceDataModule(pl.LightningDataModule):
                     f"Expected no `{key}` argument, since the .ts files declare the classes."
                 )
         train = read_ts(train_path)
+        task = kwargs.pop("task", train.task)
+        if task != train.task:
+            raise ValueError(
+                f"Expected `task` to agree with {os.fspath(train_path)!r}, which declares a "
+                f"{train.task} problem, but got task={task!r}."
+            )
         test = None
         if test_path is not None:
             test = read_ts(test_path)
+            if test.task != train.task:
+                raise ValueError(
+                    f"Expected {os.fspath(test_path)!r} to be a {train.task} problem like "
+                    f"{os.fspath(train_path)!r}, but it declares a {test.task} problem."
+                )
             if test.class_names != train.class_names:
                 raise ValueError(
                     f"Expected {os.fspath(test_path)!r} to declare the class labels of "
@@ -381,7 +383,8 @@ class SequenceDataModule(pl.LightningDataModule):
             train.labels,
             None if test is None else test.sequences,
             None if test is None else test.labels,
-            num_classes=len(train.class_names),
-            class_names=train.class_names,
+            task=task,
+            num_classes=len(train.class_names) if task == "classification" else None,
+            class_names=train.class_names if task == "classification" else None,
             **kwargs,
         )

@@ -1,7 +1,8 @@
-"""Bounded reader for the sktime/aeon ``.ts`` time-series classification format."""
+"""Bounded reader for the sktime/aeon ``.ts`` format: classification and regression problems."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Union
@@ -16,6 +17,7 @@ PathLike = Union[str, os.PathLike]
 
 _DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _DEFAULT_MAX_SERIES = 1_000_000
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,8 +27,11 @@ class TsData:
     Attributes:
         sequences: One float32 array of shape ``(length, num_features)`` per series; lengths
             may differ between series.
-        labels: int64 array of shape ``(num_series,)``; each entry indexes ``class_names``.
-        class_names: Class labels in the order of the ``@classLabel`` header.
+        labels: For a classification problem, int64 array of shape ``(num_series,)`` whose
+            entries index ``class_names``; for a regression problem (``@targetLabel true``),
+            float32 array of shape ``(num_series,)`` with the targets.
+        class_names: Class labels in the order of the ``@classLabel`` header; ``()`` for a
+            regression problem.
         problem_name: Value of the ``@problemName`` header, if any.
     """
 
@@ -37,6 +42,11 @@ class TsData:
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    @property
+    def task(self) -> str:
+        """``"regression"`` for float targets (``@targetLabel true``), else ``"classification"``."""
+        return "regression" if self.labels.dtype.kind == "f" else "classification"
 
     @property
     def num_features(self) -> int:
@@ -64,13 +74,14 @@ class _Parser:
         self.problem_name: str | None = None
         self.class_names: tuple[str, ...] | None = None
         self.class_index: dict[str, int] = {}
+        self.regression = False
         self.dimensions: int | None = None
         self.univariate: bool | None = None
         self.series_length: int | None = None
         self.equal_length: bool | None = None
         self.in_data = False
         self.sequences: list[np.ndarray] = []
-        self.labels: list[int] = []
+        self.labels: list[float] = []
         self.line_number = 0
 
     def error(self, message: str) -> ValueError:
@@ -128,10 +139,18 @@ class _Parser:
             self.series_length = self._positive(key, value)
         elif key == "targetlabel":
             if args and self._flag(key, args[0]):
-                raise self.error("regression targets (`@targetLabel true`) are not supported.")
+                if self.class_names is not None:
+                    raise self.error("`@targetLabel true` contradicts the `@classLabel` header: a "
+                                     "file is a classification or a regression problem, not both.")
+                self.regression = True
         elif key == "classlabel":
-            if not args or not self._flag(key, args[0]):
+            if not args:
                 raise self.error("expected `@classLabel true <label> ...` (a classification problem).")
+            if not self._flag(key, args[0]):
+                return  # no class labels: `@targetLabel true` (regression) may declare the task
+            if self.regression:
+                raise self.error("`@classLabel true` contradicts `@targetLabel true`: a file is a "
+                                 "classification or a regression problem, not both.")
             names = tuple(args[1:])
             if not names:
                 raise self.error("expected at least one class label after `@classLabel true`.")
@@ -144,8 +163,9 @@ class _Parser:
         # Other headers (e.g. `@missing`) carry no information this reader needs.
 
     def _start_data(self) -> None:
-        if self.class_names is None:
-            raise self.error("expected a `@classLabel true <label> ...` header before @data.")
+        if self.class_names is None and not self.regression:
+            raise self.error("expected a `@classLabel true <label> ...` header (a classification "
+                             "problem) or `@targetLabel true` (a regression problem) before @data.")
         if self.univariate is True:
             if self.dimensions not in (None, 1):
                 raise self.error(f"`@univariate true` contradicts `@dimensions {self.dimensions}`.")
@@ -156,11 +176,13 @@ class _Parser:
         if len(self.sequences) >= self.max_series:
             raise self.error(f"expected at most {self.max_series} series (`max_series`), but got more.")
         parts = line.split(":")
+        kind = "regression target" if self.regression else "class label"
         if len(parts) < 2:
             raise self.error("expected comma-separated values per dimension, ':' between dimensions, "
-                             "and a class label after the last ':'.")
+                             f"and a {kind} after the last ':'.")
         label = parts[-1].strip()
         dims = parts[:-1]
+        target = self._target(label) if self.regression else 0.0
         expected = self.dimensions
         if expected is not None and len(dims) != expected:
             raise self.error(f"expected {expected} dimensions, but got {len(dims)}.")
@@ -175,7 +197,7 @@ class _Parser:
         if self.equal_length and self.series_length is not None and length != self.series_length:
             raise self.error(f"expected series of length {self.series_length} (`@seriesLength`), "
                              f"but got {length}.")
-        index = self.class_index.get(label)
+        index = self.class_index.get(label) if not self.regression else 0
         if index is None:
             assert self.class_names is not None
             raise self.error(
@@ -188,7 +210,22 @@ class _Parser:
         if not np.isfinite(sequence).all():
             raise self.error("expected values within the float32 range, but got an overflow.")
         self.sequences.append(sequence)
-        self.labels.append(index)
+        self.labels.append(target if self.regression else index)
+
+    def _target(self, text: str) -> float:
+        if not text:
+            raise self.error("missing regression target: expected a number after the last ':'.")
+        if text == "?":
+            raise self.error("missing regression target ('?'); missing values are not supported.")
+        try:
+            value = float(text)
+        except ValueError:
+            hint = " (is the target missing?)" if "," in text else ""
+            raise self.error(f"expected a number as the regression target after the last ':', but "
+                             f"got {text[:40]!r}{hint}.") from None
+        if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+            raise self.error(f"expected a finite regression target within the float32 range, but got {text!r}.")
+        return value
 
     def _values(self, text: str, dimension: int) -> np.ndarray:
         tokens = text.split(",")
@@ -224,11 +261,10 @@ class _Parser:
             raise ValueError(
                 f"Expected {self.path!r} to have at least one series after @data, but got 0."
             )
-        assert self.class_names is not None
         return TsData(
             sequences=self.sequences,
-            labels=np.asarray(self.labels, dtype=np.int64),
-            class_names=self.class_names,
+            labels=np.asarray(self.labels, dtype=np.float32 if self.regression else np.int64),
+            class_names=self.class_names or (),
             problem_name=self.problem_name,
         )
 
@@ -239,12 +275,13 @@ def read_ts(
     max_bytes: int = _DEFAULT_MAX_BYTES,
     max_series: int = _DEFAULT_MAX_SERIES,
 ) -> TsData:
-    """Read a classification problem in the sktime/aeon ``.ts`` format.
+    """Read a classification or regression problem in the sktime/aeon ``.ts`` format.
 
-    Supports multivariate, unequal-length series with a ``@classLabel true ...`` header. Rows
-    look like ``d1_v1,d1_v2,...:d2_v1,d2_v2,...:label``. Lines starting with ``#`` are comments
-    and header names are case-insensitive. Missing values (``?``), time stamps and regression
-    targets are not supported.
+    Supports multivariate, unequal-length series with a ``@classLabel true ...`` header
+    (classification) or a ``@targetLabel true`` header (regression: one number per series, as in
+    the Monash/UEA/UCR regression archive). Rows look like ``d1_v1,d1_v2,...:d2_v1,...:label``,
+    the label being a class label or a number. Lines starting with ``#`` are comments and header
+    names are case-insensitive. Missing values (``?``) and time stamps are not supported.
 
     Args:
         path: The ``.ts`` file.
@@ -252,7 +289,8 @@ def read_ts(
         max_series: Refuse files with more series than this.
 
     Returns:
-        A :class:`TsData` whose labels index its ``class_names``.
+        A :class:`TsData` whose labels index its ``class_names`` (classification) or are the
+        float32 targets (regression; ``class_names`` is empty).
 
     Raises:
         ValueError: The file is too large or malformed; the message names the file and line.
@@ -264,6 +302,10 @@ def read_ts(
         >>> data = read_ts(path)
         >>> [s.shape for s in data.sequences], data.labels.tolist(), data.class_names
         ([(3, 2), (1, 2)], [1, 0], ('a', 'b'))
+        >>> _ = path.write_text("@targetLabel true\\n@data\\n1,2,3:4,5,6:0.25\\n7:8:-3\\n")
+        >>> data = read_ts(path)
+        >>> data.task, data.labels.tolist(), data.class_names
+        ('regression', [0.25, -3.0], ())
     """
     max_bytes = check.int_at_least("max_bytes", max_bytes, 1)
     max_series = check.int_at_least("max_series", max_series, 1)

@@ -8,6 +8,10 @@ from lstm_plugins.model._forward import (
     run_lstm,
     valid_step_mask,
 )
+from lstm_plugins.model._export import export_model, exported_parity
+from lstm_plugins.model._forecasting import ForecastError, ForecastingTask, LSTMForecaster, set_forecast_statistics
+from lstm_plugins.model._inference import predict_sequences, write_predictions_csv
+from lstm_plugins.model._labelling import IGNORE_INDEX, LSTMSequenceLabeller, SequenceLabellingTask
 from lstm_plugins.model._layers import TokenEmbedding
 from lstm_plugins.model._metrics import classification_metrics, regression_metrics
 from lstm_plugins.model._models import LSTMClassifier, LSTMRegressor
@@ -16,20 +20,31 @@ from lstm_plugins.model._network import SequenceNetwork
 from lstm_plugins.model._tasks import ClassificationTask, RegressionTask, Task
 
 __all__ = [
+    "IGNORE_INDEX",
     "ClassificationTask",
+    "ForecastError",
+    "ForecastingTask",
     "ForwardOutput",
     "LSTMClassifier",
+    "LSTMForecaster",
     "LSTMRegressor",
+    "LSTMSequenceLabeller",
     "RegressionTask",
+    "SequenceLabellingTask",
     "SequenceModel",
     "SequenceNetwork",
     "Task",
     "TokenEmbedding",
     "classification_metrics",
+    "export_model",
+    "exported_parity",
     "gather_time",
     "last_step_summary",
+    "predict_sequences",
     "regression_metrics",
     "reverse_within_length_index",
     "run_lstm",
+    "set_forecast_statistics",
     "valid_step_mask",
+    "write_predictions_csv",
 ]

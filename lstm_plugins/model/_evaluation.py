@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from torch import Tensor
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
-from lstm_plugins.model._metrics import PER_CLASS_SUFFIX
+from lstm_plugins.model._metrics import PER_ELEMENT_SUFFIXES
 from lstm_plugins.toolkit import log_step
 from lstm_plugins.training._step_log import publish, to_host
 
@@ -64,8 +64,9 @@ class EvaluationSteps(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         predictions = self._predict(batch, batch_idx)
-        self.val_loss.update(self.task.loss(predictions, batch.targets), weight=self.task.loss_weight(batch.targets))
-        self.val_metrics.update(*self.task.metric_inputs(predictions, batch.targets))
+        targets = self.task.step_targets(batch.targets, batch.lengths)
+        self.val_loss.update(self.task.loss(predictions, targets), weight=self.task.loss_weight(targets))
+        self.val_metrics.update(*self.task.metric_inputs(predictions, targets))
 
     def on_validation_epoch_end(self) -> None:
         try:
@@ -79,7 +80,8 @@ class EvaluationSteps(pl.LightningModule):
         self._start_evaluation("test")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self.test_metrics.update(*self.task.metric_inputs(self._predict(batch, batch_idx), batch.targets))
+        targets = self.task.step_targets(batch.targets, batch.lengths)
+        self.test_metrics.update(*self.task.metric_inputs(self._predict(batch, batch_idx), targets))
 
     def on_test_epoch_end(self) -> None:
         try:
@@ -114,9 +116,10 @@ class EvaluationSteps(pl.LightningModule):
         scalars = {name: value for name, value in results.items() if value.dim() == 0}
         if per_class:
             for name, value in results.items():
-                if name.endswith(PER_CLASS_SUFFIX):
-                    base = name[: -len(PER_CLASS_SUFFIX)]
-                    scalars.update({f"{base}/class_{i}": v for i, v in enumerate(value)})
+                for suffix, element in PER_ELEMENT_SUFFIXES.items():
+                    if name.endswith(suffix) and value.dim() == 1:
+                        base = name[: -len(suffix)]
+                        scalars.update({f"{base}/{element}_{i}": v for i, v in enumerate(value)})
         trainer = self._trainer
         if trainer is not None and trainer.state.fn == "fit":
             # Validation during fit: one host copy, handed over directly (self.log costs ~1 ms

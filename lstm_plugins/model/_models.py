@@ -65,6 +65,9 @@ class LSTMRegressor(SequenceModel):
         input_size: features per time step.
         num_outputs: values predicted per sequence.
         loss: ``"mse"`` (mean squared error) or ``"mae"`` (mean absolute error).
+        target_mean, target_std: the training targets' statistics (a data module's
+            ``target_mean`` / ``target_std``): the head learns standardised targets and predicts
+            in the original units; saved with the hyper-parameters.
         hidden_size, num_layers, bidirectional, optimizer, learning_rate, techniques,
             num_embeddings: keyword-only, as for :class:`SequenceModel`.
 
@@ -82,6 +85,8 @@ class LSTMRegressor(SequenceModel):
         num_outputs: int = 1,
         *,
         loss: RegressionLoss = "mse",
+        target_mean: float | Sequence[float] | None = None,
+        target_std: float | Sequence[float] | None = None,
         hidden_size: int = 64,
         num_layers: int = 1,
         bidirectional: bool = False,
@@ -91,7 +96,9 @@ class LSTMRegressor(SequenceModel):
         num_embeddings: int | None = None,
     ) -> None:
         super().__init__(
-            input_size, RegressionTask(num_outputs, loss), hidden_size=hidden_size, num_layers=num_layers,
+            input_size,
+            RegressionTask(num_outputs, loss, target_mean=target_mean, target_std=target_std),
+            hidden_size=hidden_size, num_layers=num_layers,
             bidirectional=bidirectional, optimizer=optimizer, learning_rate=learning_rate,
             techniques=techniques, num_embeddings=num_embeddings,
         )

@@ -4,13 +4,15 @@ Everything lives under ``checkpoint["lstm_plugins"]``::
 
     {"techniques": [names, in stack order],
      "state": {technique name: what its state_dict() returned},
-     "rng": {"cpu": ..., "cuda": [...]}}
+     "rng": {"cpu": ..., "cuda": [...]},
+     "carried_state": [h, c]}  # truncated BPTT only: (processes, layers, batch, hidden) each
 
 as plain data, so checkpoints load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +58,16 @@ def save_state(model: Any, checkpoint: dict[str, Any]) -> None:
     }
     carried = getattr(model, "carried_state", {}).get("train")
     if carried is not None:  # truncated BPTT: the state the next chunk of a resumed fit starts from
-        checkpoint[CHECKPOINT_KEY]["carried_state"] = [tensor.detach().cpu() for tensor in carried]
+        checkpoint[CHECKPOINT_KEY]["carried_state"] = _per_process(model, carried)
+
+
+def _per_process(model: Any, carried: tuple[Tensor, Tensor]) -> list[Tensor]:
+    """``(h, c)`` of every process, each ``(processes, layers, batch, hidden)``: under DDP each
+    process carries the state of its own streams, and every process builds the checkpoint (rank
+    0 writes it), so the states are gathered here."""
+    trainer = getattr(model, "_trainer", None)
+    gather = trainer is not None and int(trainer.world_size) > 1
+    return [(model.all_gather(t.detach()) if gather else t.detach().unsqueeze(0)).cpu() for t in carried]
 
 
 def load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -97,7 +108,18 @@ def load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | No
     if carried is not None:
         if not (isinstance(carried, (list, tuple)) and len(carried) == 2 and all(isinstance(t, Tensor) for t in carried)):
             raise ValueError("Checkpoint key `carried_state` must hold the LSTM's (h, c) tensors.")
-        model.carried_state["train"] = (carried[0], carried[1])
+        trainer = getattr(model, "_trainer", None)
+        rank, world_size = (0, 1) if trainer is None else (int(trainer.global_rank), int(trainer.world_size))
+        if carried[0].dim() == 3:  # written by one process without the process dimension
+            carried = [tensor.unsqueeze(0) for tensor in carried]
+        if carried[0].dim() == 4 and carried[0].size(0) == world_size:  # this process's own streams
+            model.carried_state["train"] = (carried[0][rank], carried[1][rank])
+        elif carried[0].dim() == 4:
+            warnings.warn(
+                f"The checkpoint carries the LSTM state of {carried[0].size(0)} processes' streams, but "
+                f"this run has {world_size}; a fit resumed mid-epoch starts its streams from zeros.",
+                stacklevel=2,
+            )
     rng = stored.get("rng")
     return rng if isinstance(rng, Mapping) else None
 
