@@ -16,6 +16,8 @@ FAST = ["--set", "trainer.enable_progress_bar=false", "--set", "trainer.logger=f
 SMALL = {
     "regression_tecator.yaml": [],
     "forecasting_airline.yaml": [],
+    "char_language_model.yaml": ["--set", "data.max_train_chars=20000", "--set", "data.max_eval_chars=5000",
+                                 "--set", "model.hidden_size=16"],
     "speaker_turns.yaml": ["--set", "data.num_train=40", "--set", "data.num_val=10", "--set", "data.num_test=20",
                            "--set", "model.hidden_size=8"],
 }
@@ -23,12 +25,14 @@ EXPECTED_ROWS = {
     "regression_tecator.yaml": ["MAE", "RMSE", "R²"],
     "forecasting_airline.yaml": ["MAE", "RMSE", "MASE"],
     "speaker_turns.yaml": ["accuracy", "recall (macro)", "F1 (macro)"],
+    "char_language_model.yaml": ["perplexity", "bits per char"],
 }
 
 
 def test_every_task_has_an_example_config_that_validates():
     configs = {load_config(path)["task"] for path in CONFIGS.glob("*.yaml")}
-    assert configs >= set(TASKS) - {"classification"}  # classification: examples/japanese_vowels.yaml
+    assert configs == set(TASKS) - {"classification"}  # classification: examples/japanese_vowels.yaml
+    assert set(SMALL) == {path.name for path in CONFIGS.glob("*.yaml")}
 
 
 @pytest.mark.slow

@@ -363,7 +363,7 @@ def test_every_evaluation_end_runs_even_when_one_raises():
     restorer = ZeroHead()
     model = LSTMClassifier(12, 9, hidden_size=8, techniques=[Failing(), restorer])
     before = model.head.weight.detach().clone()
-    model._start_evaluation("test")
+    model.start_evaluation("test")
     assert model.head.weight.abs().sum() == 0
     with pytest.raises(RuntimeError, match="restore failed") as error:
         model.end_evaluation()

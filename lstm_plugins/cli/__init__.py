@@ -156,7 +156,9 @@ def _fit(arguments: argparse.Namespace) -> int:
             from lstm_plugins.cli._tasks import TASKS
 
             print(TASKS[config["task"]].table(model.test_results, datamodule))
-            print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
+            tested = getattr(datamodule, "test_dataset", None)
+            count = f"{len(tested)} test sequences, " if hasattr(tested, "__len__") else ""
+            print(f"  ({count}{time.perf_counter() - started:.1f} s in all)")
     if history is not None and trainer.is_global_zero:
         from lstm_plugins.cli._plotting import plot_run
 

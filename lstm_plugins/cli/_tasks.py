@@ -148,6 +148,39 @@ def _forecasting(config: dict[str, Any], techniques: Sequence[Any]) -> tuple[Any
     return datamodule, model
 
 
+def language_model_table(results: Mapping[str, Any], datamodule: Any) -> str:
+    """Perplexity and bits per token (character or word) on the held-out text."""
+    return "\n".join(scalar_table(results, (
+        ("perplexity", "test/perplexity"), ("bits per char", "test/bpc"), ("bits per word", "test/bits_per_word"),
+    )))
+
+
+def _language_model(config: dict[str, Any], techniques: Sequence[Any]) -> tuple[Any, Any]:
+    from pathlib import Path
+
+    from lstm_plugins.data import ShakespeareDataModule, TextDataModule
+    from lstm_plugins.model import LSTMLanguageModel
+
+    data = dict(config["data"])
+    data.pop("seed", None)  # the corpus is laid out in order: nothing is drawn
+    if data.pop("dataset", None) == "shakespeare":
+        datamodule = ShakespeareDataModule(**data)
+    else:
+        texts = {}
+        for key in ("train", "val", "test"):
+            if key in data:
+                path = Path(data.pop(key))
+                try:
+                    texts[f"{key}_text"] = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ValueError(f"Cannot read `data.{key}` text file {str(path)!r}: {exc}.") from exc
+        datamodule = TextDataModule(texts.pop("train_text"), **texts, **data)
+    model = LSTMLanguageModel(
+        datamodule.vocab_size, vocabulary=datamodule.vocabulary, techniques=techniques, **config["model"]
+    )
+    return datamodule, model
+
+
 TASKS: dict[str, TaskRecipe] = {
     "classification": TaskRecipe(
         "classification", ("japanese_vowels",), COMMON_MODEL_KEYS,
@@ -170,6 +203,14 @@ TASKS: dict[str, TaskRecipe] = {
         COMMON_DATA_KEYS | {"csv", "columns", "time_column", "lookback", "horizon", "seasonality", "val_size",
                             "test_size", "standardize", "relative"},
         _forecasting, forecasting_table, file_keys=("csv",), file_kind="a CSV file",
+    ),
+    "language_model": TaskRecipe(
+        "language_model", ("shakespeare",), frozenset({"embedding_size", "hidden_size", "num_layers", "optimizer",
+                                                       "learning_rate"}),
+        frozenset({"dataset", "seed", "train", "val", "test", "level", "min_count", "batch_size", "eval_batch_size",
+                   "chunk_length", "max_train_chars", "max_eval_chars", "train_plays", "val_plays", "test_plays",
+                   "unknown", "max_size"}),
+        _language_model, language_model_table, file_keys=("train", "val", "test"), file_kind="UTF-8 text files",
     ),
 }
 """Every task the CLI runs, by the name a config gives in ``task:``."""

@@ -16,36 +16,45 @@ from lstm_plugins.data._japanese_vowels import JapaneseVowelsDataModule, load_ja
 from lstm_plugins.data._labelling import SequenceLabellingDataModule
 from lstm_plugins.data._series import EMBEDDED_SERIES, SeriesTable, read_series_csv
 from lstm_plugins.data._predict import PredictionLoaders, prediction_loader, restore_input_order
+from lstm_plugins.data._shakespeare import SHAKESPEARE_SPLITS, ShakespeareDataModule, load_shakespeare
 from lstm_plugins.data._speaker_turns import SpeakerTurnsDataModule, speaker_turns
 from lstm_plugins.data._step_labels import StepLabelledDataset, collate_step_batch
 from lstm_plugins.data._tecator import TecatorDataModule, load_tecator
+from lstm_plugins.data._text import TextChunkLoader, TextDataModule, Vocabulary, stream_layout
 from lstm_plugins.data._ts import TsData, read_ts
 
 __all__ = [
-    "EMBEDDED_SERIES",
-    "MEAN_PREDICTOR_MSE",
     "AddingProblemDataModule",
+    "EMBEDDED_SERIES",
     "ForecastStatistics",
     "ForecastingDataModule",
     "JapaneseVowelsDataModule",
+    "MEAN_PREDICTOR_MSE",
     "PaddedSequenceDataset",
     "PredictionLoaders",
+    "SHAKESPEARE_SPLITS",
     "SequenceBatch",
     "SequenceDataModule",
     "SequenceLabellingDataModule",
     "SeriesTable",
+    "ShakespeareDataModule",
     "SpeakerTurnsDataModule",
     "StepLabelledDataset",
     "TecatorDataModule",
+    "TextChunkLoader",
+    "TextDataModule",
     "TsData",
+    "Vocabulary",
     "adding_problem",
     "collate_sequence_batch",
     "collate_step_batch",
     "load_japanese_vowels",
+    "load_shakespeare",
     "load_tecator",
     "prediction_loader",
     "read_series_csv",
     "read_ts",
     "restore_input_order",
     "speaker_turns",
+    "stream_layout",
 ]

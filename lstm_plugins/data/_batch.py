@@ -20,6 +20,11 @@ __all__ = [
 ]
 
 
+IGNORE_INDEX = -100
+"""The target of a step that does not count (padding of per-step targets): ignored by the loss
+and the metrics, as PyTorch's ``cross_entropy`` ignores it by default."""
+
+
 class SequenceBatch(NamedTuple):
     """A zero-padded batch of variable-length sequences.
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from lstm_plugins.data._arrays import as_sequence_arrays, concatenate
 from lstm_plugins.data._batch import PaddedSequenceDataset, SequenceBatch, _pad_concatenated
-from lstm_plugins.model._labelling import IGNORE_INDEX
+from lstm_plugins.data._batch import IGNORE_INDEX
 
 __all__ = ["StepLabelledDataset", "as_step_labels", "check_class_names", "collate_step_batch"]
 

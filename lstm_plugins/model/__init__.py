@@ -12,6 +12,14 @@ from lstm_plugins.model._export import export_model, exported_parity
 from lstm_plugins.model._forecasting import ForecastError, ForecastingTask, LSTMForecaster, set_forecast_statistics
 from lstm_plugins.model._inference import predict_sequences, write_predictions_csv
 from lstm_plugins.model._labelling import IGNORE_INDEX, LSTMSequenceLabeller, SequenceLabellingTask
+from lstm_plugins.model._language import (
+    BitsPerToken,
+    LanguageModelTask,
+    LSTMLanguageModel,
+    Perplexity,
+    generate,
+    language_model_metrics,
+)
 from lstm_plugins.model._layers import TokenEmbedding
 from lstm_plugins.model._metrics import classification_metrics, regression_metrics
 from lstm_plugins.model._models import LSTMClassifier, LSTMRegressor
@@ -20,15 +28,19 @@ from lstm_plugins.model._network import SequenceNetwork
 from lstm_plugins.model._tasks import ClassificationTask, RegressionTask, Task
 
 __all__ = [
-    "IGNORE_INDEX",
+    "BitsPerToken",
     "ClassificationTask",
     "ForecastError",
     "ForecastingTask",
     "ForwardOutput",
+    "IGNORE_INDEX",
     "LSTMClassifier",
     "LSTMForecaster",
+    "LSTMLanguageModel",
     "LSTMRegressor",
     "LSTMSequenceLabeller",
+    "LanguageModelTask",
+    "Perplexity",
     "RegressionTask",
     "SequenceLabellingTask",
     "SequenceModel",
@@ -39,6 +51,8 @@ __all__ = [
     "export_model",
     "exported_parity",
     "gather_time",
+    "generate",
+    "language_model_metrics",
     "last_step_summary",
     "predict_sequences",
     "regression_metrics",

@@ -43,7 +43,10 @@ class EvaluationSteps(pl.LightningModule):
         self.evaluating: str | None = None
         """The evaluation stage in progress (between ``on_evaluation_start`` and its end)."""
 
-    def _start_evaluation(self, stage: str) -> None:
+    def start_evaluation(self, stage: str) -> None:
+        """Fire ``on_evaluation_start`` for ``stage`` (``validate``, ``test``, ``predict``); the
+        model's own loops do, and so do evaluations outside a Trainer (inference, export,
+        generation), which then call :meth:`end_evaluation`."""
         self.evaluating = stage
         self._hook.on_evaluation_start(model=self, stage=stage)
 
@@ -60,7 +63,7 @@ class EvaluationSteps(pl.LightningModule):
     # --- validation -----------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        self._start_evaluation("validate")
+        self.start_evaluation("validate")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         predictions = self._predict(batch, batch_idx)
@@ -77,7 +80,7 @@ class EvaluationSteps(pl.LightningModule):
     # --- test -------------------------------------------------------------------------------------
 
     def on_test_epoch_start(self) -> None:
-        self._start_evaluation("test")
+        self.start_evaluation("test")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         targets = self.task.step_targets(batch.targets, batch.lengths)
@@ -93,7 +96,7 @@ class EvaluationSteps(pl.LightningModule):
     # --- predict ----------------------------------------------------------------------------------
 
     def on_predict_epoch_start(self) -> None:
-        self._start_evaluation("predict")
+        self.start_evaluation("predict")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """The task's predictions for a :class:`lstm_plugins.data.SequenceBatch` (class scores

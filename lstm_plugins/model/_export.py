@@ -193,7 +193,7 @@ def export_model(
     device = parameter.device if parameter is not None else torch.device("cpu")
     was_training = model.training
     model.to("cpu").eval()
-    start = getattr(model, "_start_evaluation", None)
+    start = getattr(model, "start_evaluation", None)
     if callable(start):
         start("predict")
     try:

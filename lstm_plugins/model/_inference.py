@@ -133,7 +133,7 @@ def predict_sequences(
     results: list[np.ndarray] = [np.empty(0)] * len(arrays)
     was_training = model.training
     model.eval()
-    start = getattr(model, "_start_evaluation", None)
+    start = getattr(model, "start_evaluation", None)
     if callable(start):
         start("predict")
     try:

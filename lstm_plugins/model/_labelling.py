@@ -17,6 +17,7 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
 from lstm_plugins import validation as check
+from lstm_plugins.data._batch import IGNORE_INDEX
 from lstm_plugins.model._forward import valid_step_mask
 from lstm_plugins.model._metrics import classification_metrics
 from lstm_plugins.model._module import SequenceModel
@@ -26,8 +27,6 @@ from lstm_plugins.training._optimizers import OptimizerName
 
 __all__ = ["IGNORE_INDEX", "LSTMSequenceLabeller", "SequenceLabellingTask"]
 
-IGNORE_INDEX = -100
-"""The target of a padded step: ignored by the loss and the metrics (PyTorch's default)."""
 
 
 class SequenceLabellingTask(Task):
