@@ -260,7 +260,8 @@ class GradientReach(Technique):
         # Armed for the first micro-batch of a logging step only: once its lengths are recorded,
         # the other micro-batches of the step run the plain forward pass.
         if capture is not None and self._lengths is None:
-            capture.armed = toolkit.log_due(model.trainer, self.log_every_n_steps)
+            # Outside a Trainer (a training_step called by hand) nothing is due.
+            capture.armed = toolkit.log_due(model._trainer, self.log_every_n_steps)
         return None
 
     @hookimpl
