@@ -23,7 +23,7 @@ from lstm_plugins.model._tasks import Task
 from lstm_plugins.techniques._manager import build_technique_manager
 from lstm_plugins.techniques._registry import TechniqueSpec, resolve_technique, technique_specs
 from lstm_plugins.toolkit import log_due
-from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, build_optimizer
+from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, configure_optimization
 from lstm_plugins.training._pickling import PER_PROCESS_ATTRIBUTES, unshare_tensors
 from lstm_plugins.training._state import load_state, restore_rng, save_state
 from lstm_plugins.training._step_log import StepLogger, as_scalar
@@ -348,8 +348,8 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
                     f"`{attribute}`={found}; build the model with {name}={found}."
                 )
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self, self.optimizer_name, self.learning_rate)
+    def configure_optimizers(self) -> Any:
+        return configure_optimization(self, self.optimizer_name, self.learning_rate)
 
     def configure_callbacks(self) -> list[Callback]:
         # Built once, so every fit, validate and test attaches the same objects; those the Trainer

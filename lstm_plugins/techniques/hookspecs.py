@@ -7,7 +7,8 @@ its hook's arguments. An unknown hook or argument is refused when the model is b
 Hooks are grouped by the phase of training in which they fire. Within one phase, implementations
 run **in the order the techniques were given to the model** (first listed, first called), unless a
 technique declares ``@hookimpl(tryfirst=True)`` or ``@hookimpl(trylast=True)``. Unless a hook says
-otherwise, every implementation runs and the non-``None`` results are collected in a list.
+otherwise, every implementation runs, the non-``None`` results are collected in a list, and a hook
+documented without a return value ignores what implementations return.
 
 Per-step hooks are on the hot path: keep tensors on the device, never ``.item()`` every step; log
 with ``model.log_step_values({...})`` when :func:`lstm_plugins.toolkit.log_due` says so (one host
@@ -15,9 +16,8 @@ copy per logging step, on the rows of Lightning's ``self.log``); iterate
 ``model.cached_named_parameters()``. Forward-path changes are made once, in
 :func:`configure_network`, never by a hook called inside ``forward``.
 
-Technique state that must survive a checkpoint (counters, histories, averaged weights) is not a
-hook: define ``state_dict()`` and ``load_state_dict(state)`` on the technique (see
-:class:`lstm_plugins.Technique`); the core stores, validates and restores it.
+State that must survive a checkpoint is not a hook: define ``state_dict()`` and
+``load_state_dict(state)`` (see :class:`lstm_plugins.Technique`).
 
 Example:
     >>> from lstm_plugins import hookimpl
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "compute_task_loss",
     "configure_callbacks",
+    "configure_lr_scheduler",
     "configure_metrics",
     "configure_network",
     "configure_parameter_groups",
@@ -66,7 +67,7 @@ __all__ = [
 CHAINED_HOOKS = {"transform_batch": "batch"}
 """Chained hooks, with the argument each implementation receives from the previous one's result."""
 
-EXCLUSIVE_HOOKS = {"compute_task_loss": "task_loss"}
+EXCLUSIVE_HOOKS = {"compute_task_loss": "task_loss", "configure_lr_scheduler": "lr_scheduler"}
 """Hooks at most one technique of a model may implement, with the slot name they take."""
 
 UNDO_HOOKS = frozenset({"on_evaluation_end"})
@@ -99,7 +100,7 @@ def configure_network(model: SequenceModel) -> None:
     attributes (its inter-layer ``dropout``), re-initialise weights. A technique that cannot run on
     the fused kernel may set ``model.recurrence``, a module called as ``recurrence(lstm_input,
     lengths, lstm, weights)`` (claim ``exclusive = "recurrence"`` and say so in the docs). Raise
-    ``ValueError`` to refuse a model the technique cannot work with. Return value: ignored.
+    ``ValueError`` to refuse a model the technique cannot work with.
     """
 
 
@@ -109,18 +110,14 @@ def configure_metrics(model: SequenceModel) -> Mapping[str, Metric] | None:
 
     :param model: the model being built, after :func:`configure_network`.
 
-    Return a mapping from a metric name to a fresh ``torchmetrics.Metric`` taking
-    ``(predictions, targets)``; it is cloned for validation and test, updated every evaluation
-    step, computed (synchronised across processes) at epoch end and logged as ``val/<name>`` and
-    ``test/<name>``. A name that is already used is an error.
+    Return ``{name: fresh torchmetrics.Metric}`` taking ``(predictions, targets)``: cloned for
+    validation and test, synchronised across processes, logged as ``val/<name>``, ``test/<name>``.
     """
 
 
 @hookspec
 def configure_callbacks(model: SequenceModel) -> Sequence[pl.Callback] | Callback | None:
-    """Contribute Lightning callbacks, once, when the Trainer attaches the model.
-
-    Fires from ``LightningModule.configure_callbacks``, with the same meaning, once per model.
+    """Contribute Lightning callbacks, once per model (from ``LightningModule.configure_callbacks``).
 
     :param model: the model.
 
@@ -145,8 +142,7 @@ def on_fit_setup(model: SequenceModel, trainer: pl.Trainer) -> None:
     :param trainer: the Trainer that is about to fit.
 
     Raise ``ValueError`` to refuse an incompatible Trainer (for example a clipping technique when
-    ``Trainer(gradient_clip_val=...)`` is set), naming both sides. May change: the technique's
-    own state. Return value: ignored.
+    ``Trainer(gradient_clip_val=...)`` is set), naming both sides. May change: its own state.
     """
 
 
@@ -163,7 +159,19 @@ def configure_parameter_groups(model: SequenceModel, parameter_groups: list[dict
     May change: the list in place: split groups, set per-group options such as ``weight_decay``
     or ``lr``. Every parameter must stay in exactly one group and each group must keep its
     ``"names"`` aligned with its ``"params"`` (the core removes ``"names"`` before building the
-    optimizer). Return value: ignored.
+    optimizer).
+    """
+
+
+@hookspec(firstresult=True)
+def configure_lr_scheduler(model: SequenceModel, optimizer: torch.optim.Optimizer) -> Mapping[str, Any] | None:
+    """Schedule the learning rate, once, right after the optimizer is built (an exclusive slot).
+
+    :param model: the model (``model.trainer`` gives ``estimated_stepping_batches`` and the epochs).
+    :param optimizer: the optimizer just built.
+
+    Return Lightning's scheduler configuration (``{"scheduler": ..., "interval": "step",
+    "monitor": "val/loss"}``) or ``None``; at most one technique may implement it.
     """
 
 
@@ -259,7 +267,6 @@ def on_loss_computed(
     :param terms: the named terms of :func:`loss_terms` (read only).
 
     May change: the technique's own state only (keep device tensors; do not synchronise).
-    Return value: ignored.
     """
 
 
@@ -278,7 +285,7 @@ def on_gradients_ready(model: SequenceModel, optimizer: torch.optim.Optimizer) -
         about to happen.
     :param optimizer: the optimizer about to step.
 
-    May change: nothing; observe only. Return value: ignored.
+    May change: nothing; observe only.
     """
 
 
@@ -286,15 +293,14 @@ def on_gradients_ready(model: SequenceModel, optimizer: torch.optim.Optimizer) -
 def transform_gradients(model: SequenceModel, optimizer: torch.optim.Optimizer) -> None:
     """Transform the gradients in place, just before the optimizer step.
 
-    Fires from Lightning's ``configure_gradient_clipping`` slot, after every
-    :func:`on_gradients_ready` implementation. When no technique implements this hook, the
-    Trainer's own ``gradient_clip_val`` applies as usual.
+    Fires from Lightning's ``configure_gradient_clipping`` slot, after :func:`on_gradients_ready`;
+    without an implementation, the Trainer's own ``gradient_clip_val`` applies as usual.
 
     :param model: the model.
     :param optimizer: the optimizer about to step; its ``param_groups`` hold the parameters.
 
     May change: ``param.grad`` of the optimizer's parameters, in place. When two techniques
-    transform gradients, the order is declared with ``tryfirst``/``trylast``. Return value: ignored.
+    transform gradients, the order is declared with ``tryfirst``/``trylast``.
     """
 
 
@@ -305,30 +311,25 @@ def transform_gradients(model: SequenceModel, optimizer: torch.optim.Optimizer) 
 def on_train_step_end(model: SequenceModel, batch: Any, step: int) -> None:
     """React once per optimizer step, after the optimizer has stepped.
 
-    Fires after ``optimizer.step()`` (from the model's ``optimizer_step``; with manual
-    optimization, from ``on_train_batch_end`` when the optimizer stepped), and before the
-    Trainer's callbacks see the batch's end. Under gradient accumulation it fires once per
-    optimizer step, not per micro-batch.
+    Fires after ``optimizer.step()`` (manual optimization: at the batch's end), before the
+    Trainer's callbacks see the batch's end; once per optimizer step under gradient accumulation.
 
     :param model: the model, with the updated weights.
     :param batch: the last micro-batch of the step, after :func:`transform_batch`.
     :param step: the index of the optimizer step just taken (0 for the first).
 
     May change: the technique's own state and schedules (weight averages, statistics), model
-    attributes (for example a dropout probability). Return value: ignored.
+    attributes (for example a dropout probability).
     """
 
 
 @hookspec
 def on_train_epoch_end(model: SequenceModel) -> None:
-    """React at the end of a training epoch.
-
-    Fires from Lightning's ``on_train_epoch_end``, with the same meaning: after the epoch's last
-    training batch (and, when validation runs every epoch, after that validation).
+    """React at the end of a training epoch (Lightning's ``on_train_epoch_end``, same meaning).
 
     :param model: the model.
 
-    May change: the technique's own state and schedules. Return value: ignored.
+    May change: the technique's own state and schedules.
     """
 
 
@@ -347,7 +348,7 @@ def on_evaluation_start(model: SequenceModel, stage: EvaluationStage) -> None:
         ``"predict"``.
 
     May change: the weights, if :func:`on_evaluation_end` restores them (swapping in averaged
-    weights, for example). Return value: ignored.
+    weights, for example).
     """
 
 
@@ -365,7 +366,7 @@ def on_evaluation_end(model: SequenceModel, stage: EvaluationStage) -> None:
     Also fires when evaluation stops with an exception (from the Trainer's ``on_exception``), and
     every implementation runs even if one raises, so swapped weights are restored whatever happens.
 
-    May change: restore what :func:`on_evaluation_start` changed. Return value: ignored.
+    May change: restore what :func:`on_evaluation_start` changed.
     """
 
 
@@ -381,8 +382,6 @@ def on_save_checkpoint(model: SequenceModel, checkpoint: dict[str, Any]) -> None
 
     :param model: the model.
     :param checkpoint: the checkpoint dict; store plain data so it loads with ``weights_only=True``.
-
-    Return value: ignored.
     """
 
 
@@ -395,6 +394,4 @@ def on_load_checkpoint(model: SequenceModel, checkpoint: dict[str, Any]) -> None
 
     :param model: the model.
     :param checkpoint: the checkpoint dict.
-
-    Return value: ignored.
     """

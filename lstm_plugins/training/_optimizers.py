@@ -15,6 +15,16 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
+def configure_optimization(model: Any, name: str, learning_rate: float) -> Any:
+    """What ``configure_optimizers`` returns: the optimizer, with the learning-rate scheduler a
+    technique configures (``configure_lr_scheduler``) when there is one."""
+    optimizer = build_optimizer(model, name, learning_rate)
+    scheduler = model._hook.configure_lr_scheduler(model=model, optimizer=optimizer)
+    if scheduler is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": dict(scheduler)}
+
+
 def build_optimizer(model: Any, name: str, learning_rate: float) -> torch.optim.Optimizer:
     """The optimizer ``name`` over the model's trainable parameters, in the groups the
     ``configure_parameter_groups`` hook shapes.
