@@ -45,7 +45,7 @@ import pytorch_lightning as pl
 import torch
 
 from lstm_plugins import SequenceModel
-from lstm_plugins.data._datamodule import SequenceDataModule
+from lstm_plugins.data import SequenceDataModule
 from lstm_plugins.data._tecator import load_tecator
 from lstm_plugins.data._ts import TsData, read_ts
 from lstm_plugins.model._tasks import RegressionTask

@@ -14,7 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from lstm_plugins import LSTMClassifier, LSTMRegressor, SequenceModel
 from lstm_plugins.data import MEAN_PREDICTOR_MSE, AddingProblemDataModule, adding_problem
-from lstm_plugins.data._datamodule import SequenceDataModule
+from lstm_plugins.data import SequenceDataModule
 from lstm_plugins.data._tecator import TecatorDataModule, load_tecator
 from lstm_plugins.data._ts import read_ts
 from lstm_plugins.model._tasks import RegressionTask

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lstm_plugins import validation as check
 from lstm_plugins.data._batch import SequenceBatch, collate_sequence_batch
-from lstm_plugins.data._datamodule import EpochShuffleSampler
+from lstm_plugins.data._loaders import EpochShuffleSampler
 
 __all__ = ["AddingProblemDataModule", "adding_problem"]
 

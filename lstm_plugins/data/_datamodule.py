@@ -8,14 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader
 
 from lstm_plugins import validation as check
 from lstm_plugins.data import _targets
 from lstm_plugins.data._arrays import Split as _Split, as_sequence_arrays, concatenate
 from lstm_plugins.data._batch import PaddedSequenceDataset, collate_sequence_batch
-from lstm_plugins.data._loaders import EpochShuffleSampler, ResumableDataLoader
+from lstm_plugins.data._loaders import SplitLoaders
 from lstm_plugins.data._predict import PredictionLoaders
 from lstm_plugins.data._targets import DataTask
 from lstm_plugins.data._ts import read_ts
@@ -25,7 +23,7 @@ __all__ = ["SequenceDataModule"]
 _STD_FLOOR = 1e-8  # features
 
 
-class SequenceDataModule(PredictionLoaders, pl.LightningDataModule):
+class SequenceDataModule(PredictionLoaders, SplitLoaders, pl.LightningDataModule):
     """Data module for classifying variable-length multivariate sequences, or regressing values
     on them (``task="regression"``).
 
@@ -71,6 +69,11 @@ class SequenceDataModule(PredictionLoaders, pl.LightningDataModule):
         >>> dm.num_outputs, dm.num_classes, next(iter(dm.train_dataloader())).targets.shape
         (2, None, torch.Size([32, 2]))
     """
+
+    collate_fn = staticmethod(collate_sequence_batch)
+    missing_test = (
+        "Expected test data for `test_dataloader`, but the data module was built without `test_sequences`."
+    )
 
     def __init__(
         self,
@@ -245,61 +248,6 @@ class SequenceDataModule(PredictionLoaders, pl.LightningDataModule):
         self._datasets[name] = dataset
         return dataset
 
-    @property
-    def train_dataset(self) -> PaddedSequenceDataset:
-        """Standardised training split."""
-        dataset = self._dataset("train")
-        assert dataset is not None
-        return dataset
-
-    @property
-    def val_dataset(self) -> PaddedSequenceDataset | None:
-        """Standardised validation split, or ``None`` when ``val_fraction == 0``."""
-        return self._dataset("val")
-
-    @property
-    def test_dataset(self) -> PaddedSequenceDataset | None:
-        """Standardised test split, or ``None`` without test data."""
-        return self._dataset("test")
-
-    def _loader(self, dataset: PaddedSequenceDataset, *, shuffle: bool) -> DataLoader[Any]:
-        return (ResumableDataLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
-            # A loader of its own seeds each iterator (worker seeds) from this generator, so
-            # creating iterators never draws from the global stream that dropout masks use.
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=collate_sequence_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader[Any]:
-        """Shuffled training batches; the order is reproducible for a given ``seed``."""
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader[Any] | list[DataLoader[Any]]:
-        """Validation batches in order, or ``[]`` (no validation) when ``val_fraction == 0``."""
-        dataset = self.val_dataset
-        if dataset is None:
-            return []
-        return self._loader(dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader[Any]:
-        """Test batches in order.
-
-        Raises:
-            ValueError: No test data were given.
-        """
-        dataset = self.test_dataset
-        if dataset is None:
-            raise ValueError(
-                "Expected test data for `test_dataloader`, but the data module was built without "
-                "`test_sequences`."
-            )
-        return self._loader(dataset, shuffle=False)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:

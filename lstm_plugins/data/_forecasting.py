@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lstm_plugins import validation as check
 from lstm_plugins.data._batch import SequenceBatch, collate_sequence_batch
-from lstm_plugins.data._loaders import EpochShuffleSampler, ResumableDataLoader
+from lstm_plugins.data._loaders import SplitLoaders
 from lstm_plugins.data._series import EMBEDDED_SERIES, as_series, names_of_series, read_series_csv, span_steps
 
 __all__ = ["ForecastStatistics", "ForecastingDataModule"]
@@ -82,7 +82,7 @@ class _Windows(Dataset[SequenceBatch]):
         return SequenceBatch(self.features[index], self.lengths[index], self.targets[index])
 
 
-class ForecastingDataModule(pl.LightningDataModule):
+class ForecastingDataModule(SplitLoaders, pl.LightningDataModule):
     """Windows of one or several aligned series for direct multi-step forecasting.
 
     Each window's features are the ``lookback`` steps before its forecast origin,
@@ -121,6 +121,9 @@ class ForecastingDataModule(pl.LightningDataModule):
         >>> tuple(batch.features.shape), tuple(batch.targets.shape), batch.lengths[0].item()
         ((8, 12, 1), (8, 4), 12)
     """
+
+    collate_fn = staticmethod(collate_sequence_batch)
+    missing_test = "Expected a test span for `test_dataloader`, but the data module has test_size=0."
 
     def __init__(
         self,
@@ -273,50 +276,6 @@ class ForecastingDataModule(pl.LightningDataModule):
                 self.transform(self.values[:stop]), origins, self.lookback, self.horizon, self.relative
             )
         return self._datasets[split]
-
-    @property
-    def train_dataset(self) -> _Windows:
-        """Training windows (inputs and targets inside the training span)."""
-        dataset = self._dataset("train")
-        assert dataset is not None
-        return dataset
-
-    @property
-    def val_dataset(self) -> _Windows | None:
-        """Validation windows, or ``None`` without a validation span."""
-        return self._dataset("val")
-
-    @property
-    def test_dataset(self) -> _Windows | None:
-        """Test windows, or ``None`` without a test span."""
-        return self._dataset("test")
-
-    def _loader(self, dataset: _Windows, shuffle: bool) -> DataLoader[Any]:
-        return (ResumableDataLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=collate_sequence_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader[Any]:
-        """Shuffled training windows; the order of each epoch depends on ``(seed, epoch)`` only."""
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader[Any] | list[DataLoader[Any]]:
-        """Validation windows in time order, or ``[]`` without a validation span."""
-        dataset = self.val_dataset
-        return [] if dataset is None else self._loader(dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader[Any]:
-        """Test windows in time order."""
-        dataset = self.test_dataset
-        if dataset is None:
-            raise ValueError("Expected a test span for `test_dataloader`, but the data module has test_size=0.")
-        return self._loader(dataset, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader[Any]:
         """The test windows in time order (``Trainer.predict``); see :meth:`inverse_transform`."""

@@ -7,13 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader
 
 from lstm_plugins import validation as check
 from lstm_plugins.data._arrays import as_sequence_arrays, concatenate
 from lstm_plugins.data._datamodule import SequenceDataModule
-from lstm_plugins.data._loaders import EpochShuffleSampler, ResumableDataLoader
+from lstm_plugins.data._loaders import SplitLoaders
 from lstm_plugins.data._step_labels import StepLabelledDataset, as_step_labels, check_class_names, collate_step_batch
 
 __all__ = ["SequenceLabellingDataModule"]
@@ -34,7 +32,7 @@ class _Steps:
         return _Steps(self.values[rows], self.lengths[keep], self.labels[rows])
 
 
-class SequenceLabellingDataModule(pl.LightningDataModule):
+class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
     """Data module for labelling every step of variable-length multivariate sequences.
 
     Everything is validated when the module is built: one label array per sequence, as long as
@@ -67,6 +65,11 @@ class SequenceLabellingDataModule(pl.LightningDataModule):
         >>> batch.targets.shape == batch.features.shape[:2]
         True
     """
+
+    collate_fn = staticmethod(collate_step_batch)
+    missing_test = (
+        "Expected test data for `test_dataloader`, but the data module was built without `test_sequences`."
+    )
 
     def __init__(
         self,
@@ -225,53 +228,6 @@ class SequenceLabellingDataModule(pl.LightningDataModule):
             cached = StepLabelledDataset.from_concatenated(values, split.lengths, split.labels)
             self._datasets[name] = cached
         return cached
-
-    @property
-    def train_dataset(self) -> StepLabelledDataset:
-        """Standardised training split."""
-        dataset = self._dataset("train")
-        assert dataset is not None
-        return dataset
-
-    @property
-    def val_dataset(self) -> StepLabelledDataset | None:
-        """Standardised validation split, or ``None``."""
-        return self._dataset("val")
-
-    @property
-    def test_dataset(self) -> StepLabelledDataset | None:
-        """Standardised test split, or ``None`` without test data."""
-        return self._dataset("test")
-
-    def _loader(self, dataset: StepLabelledDataset, *, shuffle: bool) -> DataLoader[Any]:
-        return (ResumableDataLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=collate_step_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader[Any]:
-        """Shuffled training batches; the order is reproducible for a given ``seed``."""
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader[Any] | list[DataLoader[Any]]:
-        """Validation batches in order, or ``[]`` without validation."""
-        dataset = self.val_dataset
-        return [] if dataset is None else self._loader(dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader[Any]:
-        """Test batches in order (``ValueError`` without test data)."""
-        dataset = self.test_dataset
-        if dataset is None:
-            raise ValueError(
-                "Expected test data for `test_dataloader`, but the data module was built without "
-                "`test_sequences`."
-            )
-        return self._loader(dataset, shuffle=False)
 
     # The standardisation statistics are saved and restored exactly as SequenceDataModule's.
     state_dict = SequenceDataModule.state_dict

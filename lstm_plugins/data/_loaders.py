@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-__all__ = ["EpochShuffleSampler", "ResumableDataLoader"]
+__all__ = ["EpochShuffleSampler", "ResumableDataLoader", "SplitLoaders"]
 
 
 class EpochShuffleSampler(RandomSampler):
@@ -98,3 +98,70 @@ class _SkipFirst:
         for _ in range(self.count):
             next(iterator, None)
         yield from iterator
+
+
+class SplitLoaders:
+    """The loaders of a data module with training, validation and test splits, built one way.
+
+    A data module defines ``_dataset(name)`` (``"train"``, ``"val"``, ``"test"``: the split's
+    dataset, or ``None`` when it has none), ``batch_size``, ``seed`` and ``num_workers``; it may
+    set ``collate_fn`` and ``missing_test`` (the message when there is no test split). Training
+    batches are shuffled per epoch from ``(seed, epoch)`` and resumable mid-epoch; evaluation
+    batches come in order.
+    """
+
+    batch_size: int
+    seed: int
+    num_workers: int
+    collate_fn: Any = None
+    missing_test = "Expected test data for `test_dataloader`, but the data module has none."
+
+    def _dataset(self, name: str) -> Any:
+        raise NotImplementedError
+
+    @property
+    def train_dataset(self) -> Any:
+        """The training split."""
+        dataset = self._dataset("train")
+        assert dataset is not None
+        return dataset
+
+    @property
+    def val_dataset(self) -> Any:
+        """The validation split, or ``None``."""
+        return self._dataset("val")
+
+    @property
+    def test_dataset(self) -> Any:
+        """The test split, or ``None``."""
+        return self._dataset("test")
+
+    def _loader(self, dataset: Any, *, shuffle: bool) -> DataLoader[Any]:
+        return (ResumableDataLoader if shuffle else DataLoader)(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
+            # A loader of its own seeds each iterator (worker seeds) from this generator, so
+            # creating iterators never draws from the global stream that dropout masks use.
+            generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=type(self).collate_fn,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        """Shuffled training batches; the order is reproducible for a given ``seed``."""
+        return self._loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any] | list[DataLoader[Any]]:
+        """Validation batches in order, or ``[]`` without validation."""
+        dataset = self.val_dataset
+        return [] if dataset is None else self._loader(dataset, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        """Test batches in order (``ValueError`` without test data)."""
+        dataset = self.test_dataset
+        if dataset is None:
+            raise ValueError(self.missing_test)
+        return self._loader(dataset, shuffle=False)
+
