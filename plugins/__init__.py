@@ -20,6 +20,7 @@ from lstm_plugins.plugins.gradient_reach import GradientReach
 from lstm_plugins.plugins.initialization import Initialization
 from lstm_plugins.plugins.l2 import L2Penalty
 from lstm_plugins.plugins.locked_dropout import LockedDropout
+from lstm_plugins.plugins.lr_schedule import LRSchedule
 from lstm_plugins.plugins.nonfinite_guard import NonFiniteGuard, NonFiniteStepError
 from lstm_plugins.plugins.weight_decay import DecoupledWeightDecay
 from lstm_plugins.plugins.weight_drop import WeightDrop
@@ -40,6 +41,7 @@ __all__ = [
     "GradientSpikeWarning",
     "Initialization",
     "L2Penalty",
+    "LRSchedule",
     "LockedDropout",
     "NonFiniteGuard",
     "NonFiniteStepError",

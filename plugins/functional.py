@@ -25,6 +25,7 @@ from lstm_plugins.plugins.gradient_reach import gradient_reach
 from lstm_plugins.plugins.initialization import initialization
 from lstm_plugins.plugins.l2 import l2_penalty
 from lstm_plugins.plugins.locked_dropout import locked_dropout
+from lstm_plugins.plugins.lr_schedule import lr_schedule
 from lstm_plugins.plugins.nonfinite_guard import non_finite_guard
 from lstm_plugins.plugins.weight_decay import decoupled_weight_decay
 from lstm_plugins.plugins.weight_drop import weight_drop
@@ -45,6 +46,7 @@ __all__ = [
     "initialization",
     "l2_penalty",
     "locked_dropout",
+    "lr_schedule",
     "non_finite_guard",
     "weight_drop",
     "zoneout",

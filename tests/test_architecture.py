@@ -75,7 +75,8 @@ def test_each_technique_class_has_its_function_face_by_name():
 
     classes = [name for name in plugins.__all__
                if isinstance(getattr(plugins, name), type) and issubclass(getattr(plugins, name), Technique)]
-    faces = [re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in classes]
+    # Snake case, an acronym kept whole: LRSchedule -> lr_schedule, NonFiniteGuard -> non_finite_guard.
+    faces = [re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower() for name in classes]
     assert sorted(faces) == sorted(functional.__all__)  # one function per class, and no other
     assert all(callable(getattr(functional, face)) for face in faces)
     # A function never shadows its module: the plugins package attributes stay modules.
