@@ -9,11 +9,8 @@ published accuracies on the same train/test split.
 
 One row of the table is one command per seed, for example, for seed 3::
 
-    lstm-plugins fit --seed 3 --set techniques=[]    # the plain LSTM
-    lstm-plugins fit --seed 3 --technique gradient_clipping:threshold=1.0 \
-        --technique dropout:input=0.1,output=0.3 --technique l2:weight=1.0e-5 \
-        --technique grad_norm:log_every_n_steps=10 \
-        --technique activation_regularization:alpha=1.0,beta=1.0       # the recommended stack
+    lstm-plugins fit --seed_everything 3 --model.techniques '[]'    # the plain LSTM
+    lstm-plugins fit --seed_everything 3 --model.techniques+=activation_regularization   # the recommended stack
 
 The recommended stack is the default stack of ``lstm-plugins fit`` plus activation
 regularisation (AR and TAR, Merity et al. 2017, at alpha = beta = 1).

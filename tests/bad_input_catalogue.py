@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from lstm_plugins import LSTMClassifier, Technique, hookimpl
-from lstm_plugins.cli._config import ConfigError, validate_config
+from lstm_plugins.cli._config import ConfigError
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule, read_ts
 from lstm_plugins.plugins import ActivationRegularization, AdaptiveGradientClipping, AutoClipping, DecoupledWeightDecay, Dropout, EmbeddingDropout, GradientClipping, GradientNorms, L2Penalty, LockedDropout, NonFiniteGuard, WeightDrop, Zoneout
 
@@ -46,6 +46,26 @@ def _ts_file(text: str) -> str:
     with os.fdopen(handle, "w") as file:
         file.write(text)
     return path
+
+
+def _cli(config: str) -> None:
+    """``lstm-plugins fit --config`` (this YAML) ``--print_config``; its error as a ConfigError."""
+    import contextlib
+    import io
+
+    from lstm_plugins import cli
+
+    handle, path = tempfile.mkstemp(suffix=".yaml")
+    with os.fdopen(handle, "w") as file:
+        file.write(config)
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main(["fit", "--config", path, "--print_config"])
+    finally:
+        os.remove(path)
+    if code != 0:
+        raise ConfigError(errors.getvalue().strip().splitlines()[0].removeprefix("lstm-plugins: error: "))
 
 
 class _Typo:
@@ -175,18 +195,31 @@ CATALOGUE: list[Row] = [
         "Techniques `focal_loss` (FocalLoss()) and `class_weights` (ClassWeights()) cannot be stacked: "
         "both take the `task_loss` slot. Keep one of them."),
     # Configs and technique specs
-    Row("config", "`trainer: {epochs: 3}` (unknown key)", lambda: validate_config({"trainer": {"epochs": 3}}), ConfigError,
-        "Unknown key(s) 'epochs' in `trainer`. Allowed keys: accelerator, "),
-    Row("config", "`modle: {}` (unknown section)", lambda: validate_config({"modle": {}}), ConfigError,
-        "Unknown key(s) 'modle' in `config`. Allowed keys: checkpoint_every_n_epochs, data, model, seed, task, techniques, threads, trainer."),
-    Row("config", "`checkpoint_every_n_epochs: 0`", lambda: validate_config({"checkpoint_every_n_epochs": 0}), ConfigError,
+    Row("config", "`trainer: {epochs: 3}` (unknown key)", lambda: _cli("trainer: {epochs: 3}"), ConfigError,
+        "Unknown key 'epochs' in `trainer`. Allowed keys: accelerator, "),
+    Row("config", "`modle: {}` (unknown section)", lambda: _cli("modle: {}"), ConfigError,
+        "Unknown key(s) 'modle' in the config. Allowed keys: checkpoint_every_n_epochs, ckpt_path, data, "
+        "early_stopping, model, output, plot, seed_everything, task, threads, trainer, weights_only."),
+    Row("config", "`model: {hidden: 3}` (unknown model key)", lambda: _cli("model: {hidden: 3}"), ConfigError,
+        "Unknown key 'hidden' in `model`. Allowed keys: bidirectional, hidden_size, "),
+    Row("config", "`checkpoint_every_n_epochs: 0`", lambda: _cli("checkpoint_every_n_epochs: 0"), ConfigError,
         "Expected `checkpoint_every_n_epochs` to be a positive int or null, but got 0."),
-    Row("config", "`seed: zero` (wrong type)", lambda: validate_config({"seed": "zero"}), ConfigError,
-        "Expected `seed` to be an int, but got 'zero'."),
-    Row("config", "`techniques: {l2: {}}` (a mapping, not a list)", lambda: validate_config({"techniques": {"l2": {}}}),
-        ConfigError, "Expected `techniques` to be a list, but got {'l2': {}}."),
-    Row("config", "`data: {dataset: mnist}`", lambda: validate_config({"data": {"dataset": "mnist"}}), ConfigError,
-        "Expected `data.dataset` to be one of japanese_vowels for the `classification` task, but got 'mnist'."),
+    Row("config", "`seed_everything: zero` (wrong type)", lambda: _cli("seed_everything: zero"), ConfigError,
+        'Parser key "seed_everything":'),
+    Row("config", "`model: {hidden_size: 0}` (a value the model refuses)", lambda: _cli("model: {hidden_size: 0}"),
+        ConfigError, "model.hidden_size: Expected `hidden_size` to be a positive int, but got 0."),
+    Row("config", "`model: {techniques: {l2: {}}}` (a mapping, not a list)",
+        lambda: _cli("model: {techniques: {l2: {}}}"), ConfigError, 'Parser key "model.techniques":'),
+    Row("config", "`data: {dataset: mnist}`", lambda: _cli("data: {dataset: mnist}"), ConfigError,
+        'Parser key "data.dataset":'),
+    Row("config", "`model: {techniques: [dropuot]}` (unknown technique)", lambda: _cli("model: {techniques: [dropuot]}"),
+        ConfigError, "model.techniques: Unknown technique `dropuot`. Known techniques: activation_regularization, "),
+    Row("config", "a `class_path` in `model.techniques`",
+        lambda: _cli("model: {techniques: [{class_path: collections.OrderedDict}]}"), ConfigError,
+        "`model.techniques` names class 'collections.OrderedDict', but a config names techniques by registered "
+        "name only (nothing is imported)"),
+    Row("config", "a callback that is not Lightning's", lambda: _cli("trainer: {callbacks: [{class_path: os.system}]}"),
+        ConfigError, "`trainer.callbacks` names 'os.system', but a config may only name Lightning's own callbacks"),
     Row("config", "technique `dropuot` (unknown name)", lambda: LSTMClassifier(12, 9, techniques=["dropuot"]), ValueError,
         "Unknown technique `dropuot`. Known techniques: activation_regularization, "),
     Row("config", "`l2` listed twice", lambda: LSTMClassifier(12, 9, techniques=["l2", {"l2": {"weight": 0.1}}]), TypeError,

@@ -1,16 +1,25 @@
-"""The lstm-plugins command, YAML configs, and a third-party technique installed as a package."""
+"""The lstm-plugins command on LightningCLI: defaults, configs, errors, resume, predict, early
+stopping and the best checkpoint, plots from the log."""
 
+import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from lstm_plugins import cli
-from lstm_plugins.cli._config import DEFAULT_CONFIG, ConfigError, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--set", "trainer.enable_progress_bar=false", "--set", "trainer.logger=false",
-        "--set", "trainer.enable_checkpointing=false", "--set", "trainer.enable_model_summary=false"]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+FAST = [*QUIET, "--trainer.logger=false", "--trainer.enable_checkpointing=false"]
+SMALL = ["--model.hidden_size", "8", "--trainer.limit_train_batches", "3"]
+
+
+def _printed_config(capsys, *arguments):
+    assert cli.main(["fit", *arguments, "--print_config"]) == 0
+    return yaml.safe_load(capsys.readouterr().out)
 
 
 def test_plugins_lists_every_built_in_with_its_package(capsys):
@@ -21,99 +30,166 @@ def test_plugins_lists_every_built_in_with_its_package(capsys):
         assert "lstm-plugins 0.1.0" in line
 
 
-def test_fit_prints_accuracy_recall_and_f1_with_per_class_rows(capsys):
-    code = cli.main(["fit", "--max-epochs", "2", "--set", "model.hidden_size=16", *FAST])
-    assert code == 0
+def test_help_lists_the_subcommands(capsys):
+    assert cli.main(["--help"]) == 0
+    output = capsys.readouterr().out
+    assert all(name in output for name in ("fit", "validate", "test", "predict", "plugins", "plot"))
+
+
+def test_fit_prints_accuracy_recall_and_f1_and_the_checkpoint_tested(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", "--trainer.max_epochs", "2", "--model.hidden_size", "16", *FAST]) == 0
     output = capsys.readouterr().out
     assert "accuracy" in output and "recall (macro)" in output and "F1 (macro)" in output
     class_rows = [line.split() for line in output.splitlines() if line.strip()[:1].isdigit()]
     assert [row[0] for row in class_rows] == [str(i) for i in range(1, 10)]
     assert "370 test sequences" in output
+    assert "tested: the final weights (epoch 2, step 32)" in output
+    assert "the validation split holds only 27 sequences" in output
 
 
-def test_example_config_is_the_default_stack():
-    example = load_config(ROOT / "examples" / "japanese_vowels.yaml")
-    assert example == validate_config(DEFAULT_CONFIG)
+def test_the_example_config_is_the_default_stack(capsys):
+    default = _printed_config(capsys)
+    example = _printed_config(capsys, "--config", str(ROOT / "examples" / "japanese_vowels.yaml"))
+    assert example == default
+    assert default["model"]["hidden_size"] == 128 and len(default["model"]["techniques"]) == 4
+    assert default["threads"] == 1 and default["checkpoint_every_n_epochs"] == 10
 
 
-def test_the_cli_checkpoints_every_n_epochs_and_keeps_the_final_weights_in_last_ckpt(tmp_path):
-    import pytorch_lightning as pl
-    import torch
-
-    _, _, trainer = cli.build_run(validate_config(DEFAULT_CONFIG))
-    (checkpoint,) = [c for c in trainer.callbacks if isinstance(c, pl.callbacks.ModelCheckpoint)]
-    (bar,) = [c for c in trainer.callbacks if isinstance(c, pl.callbacks.TQDMProgressBar)]
-    assert checkpoint.save_last and checkpoint._every_n_epochs == 10 and bar.refresh_rate == 10
-
-    config = validate_config({
-        **DEFAULT_CONFIG, "checkpoint_every_n_epochs": 2, "model": {"hidden_size": 8},
-        "trainer": {"max_epochs": 3, "accelerator": "cpu", "default_root_dir": str(tmp_path),
-                    "enable_progress_bar": False, "limit_train_batches": 2, "limit_val_batches": 1},
-    })
-    datamodule, model, trainer = cli.build_run(config)
-    trainer.fit(model, datamodule=datamodule)
-    saved = sorted(path.name for path in tmp_path.rglob("*.ckpt"))
-    assert saved == ["epoch=1-step=4.ckpt", "last.ckpt"]
-    last = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)
-    assert (last["epoch"], last["global_step"]) == (3, 6)  # after all 3 epochs, not after epoch 1
-    every_other_validation = validate_config({**config, "trainer": {**config["trainer"], "max_epochs": 4,
-                                                                   "check_val_every_n_epoch": 3,
-                                                                   "default_root_dir": str(tmp_path / "b")}})
-    datamodule, model, trainer = cli.build_run(every_other_validation)
-    trainer.fit(model, datamodule=datamodule)
-    saved = sorted(path.name for path in (tmp_path / "b").rglob("*.ckpt"))
-    assert saved == ["epoch=3-step=8.ckpt", "last.ckpt"]  # epochs 1 and 3 saved; top-1 keeps the latest
-    no_checkpoints = validate_config({**config, "trainer": {**config["trainer"], "enable_checkpointing": False}})
-    _, _, trainer = cli.build_run(no_checkpoints)
-    assert not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in trainer.callbacks)
-
-
-def test_technique_flags_and_overrides_compose(capsys):
-    code = cli.main(["fit", "--technique", "l2:weight=0.001,include_biases=true", "--technique", "grad_norm",
-                     "--seed", "3", "--set", "model.hidden_size=8", "--print-config"])
-    assert code == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["techniques"] == [{"l2": {"weight": 0.001, "include_biases": True}}, "grad_norm"]
-    assert printed["seed"] == 3 and printed["model"]["hidden_size"] == 8
+def test_one_flag_adds_a_technique_and_1e_3_is_a_float(capsys):
+    printed = _printed_config(capsys, "--model.techniques+=gate_saturation",
+                              '--model.techniques+={"activation_regularization": {"alpha": 1e-3}}')
+    techniques = printed["model"]["techniques"]
+    assert len(techniques) == 6 and techniques[-2] == "gate_saturation"
+    assert techniques[-1] == {"activation_regularization": {"alpha": 0.001}}
+    assert isinstance(techniques[-1]["activation_regularization"]["alpha"], float)
 
 
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"trainer": {"epochs": 3}}, "Unknown key(s) 'epochs' in `trainer`. Allowed keys: "),
-        ({"modle": {}}, "Unknown key(s) 'modle' in `config`."),
-        ({"model": {"hidden": 3}}, "Unknown key(s) 'hidden' in `model`."),
-        ({"seed": "zero"}, "Expected `seed` to be an int, but got 'zero'."),
-        ({"techniques": {"l2": {}}}, "Expected `techniques` to be a list"),
-        ({"techniques": [3]}, "Expected each entry of `techniques` to be a name or a mapping, but got 3."),
-        ({"data": {"dataset": "mnist"}}, "Expected `data.dataset` to be one of japanese_vowels for the `classification` task, but got 'mnist'."),
-        ({"data": {"test": "x.ts"}}, "`data.test` needs `data.train`"),
+        ("trainer: {epochs: 3}\n", "Unknown key 'epochs' in `trainer`. Allowed keys: accelerator, "),
+        ("modle: {hidden_size: 3}\n", "Unknown key(s) 'modle' in the config. Allowed keys: checkpoint_every_n_epochs,"),
+        ("model: {hidden: 3}\n", "Unknown key 'hidden' in `model`. Allowed keys: bidirectional, hidden_size,"),
+        ("model: {hidden_size: 2.5}\n", 'Parser key "model.hidden_size"'),
+        ("seed_everything: zero\n", 'Parser key "seed_everything"'),
+        ("model: {hidden_size: 0}\n", "model.hidden_size: Expected `hidden_size` to be a positive int, but got 0."),
+        ("model: {optimizer: adagrad}\n", 'Parser key "model.optimizer"'),
+        ("model: {techniques: [dropuot]}\n", "model.techniques: Unknown technique `dropuot`. Known techniques: "),
+        ("model: {techniques: [{l2: {wieght: 0.1}}]}\n", "model.techniques: Technique `l2`: "),
+        ("data: {dataset: mnist}\n", 'Parser key "data.dataset"'),
+        ("task: translation\n", "Expected `task` to be one of 'classification', 'regression'"),
+        ("trainer: {callbacks: [{class_path: os.system}]}\n", "`trainer.callbacks` names 'os.system'"),
+        ("model: {techniques: [{class_path: collections.OrderedDict}]}\n",
+         "`model.techniques` names class 'collections.OrderedDict', but a config names techniques by registered name"),
+        ("trainer: {logger: {class_path: pytorch_lightning.loggers.WandbLogger}}\n",
+         "`trainer.logger` names 'pytorch_lightning.loggers.WandbLogger'"),
     ],
 )
-def test_bad_configs_name_the_key(config, message):
-    with pytest.raises(ConfigError) as error:
-        validate_config(config)
-    assert message in str(error.value)
-
-
-def test_unknown_technique_in_a_config_lists_the_known_ones(tmp_path, capsys):
+def test_every_config_error_names_the_key(config, message, tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text("techniques:\n  - gradient_clipping\n  - dropuot: {output: 0.2}\n")
-    assert cli.main(["fit", "--config", str(path), *FAST]) == 2
-    error = capsys.readouterr().err
-    assert "Unknown technique `dropuot`. Known techniques: " in error
-    known = error.split("Known techniques: ")[1].rstrip(".\n").split(", ")
-    assert {"dropout", "grad_norm", "gradient_clipping", "l2"} <= set(known) and known == sorted(known)
+    path.write_text(config)
+    assert cli.main(["fit", "--config", str(path), "--print_config"]) == 2  # --print_config validates
+    captured = capsys.readouterr()
+    assert message in captured.err and "trainer:" not in captured.out
 
 
-def test_yaml_is_parsed_as_data_only(tmp_path):
-    path = tmp_path / "evil.yaml"
-    path.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(ConfigError, match="is not valid YAML"):
-        load_config(path)
+def test_print_config_validates_before_printing(capsys):
+    assert cli.main(["fit", "--model.hidden_size", "0", "--print_config"]) == 2
+    assert cli.main(["fit", "--model.hidden_size", "12", "--print_config"]) == 0
 
 
-def test_ts_files_from_a_config_are_read_relative_to_it(tmp_path, capsys):
+def test_lightning_callbacks_and_loggers_come_from_the_config(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)
+    loggers = [{"class_path": "CSVLogger", "init_args": {"save_dir": "csv"}}]
+    tensorboard = importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    if tensorboard:
+        loggers.append({"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": "tb"}})
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "trainer": {"max_epochs": 1, "logger": loggers,
+                    "callbacks": [{"class_path": "pytorch_lightning.callbacks.LearningRateMonitor"}]},
+    }))
+    assert cli.main(["fit", "--config", str(config), *QUIET, *SMALL]) == 0
+    assert list((tmp_path / "csv").rglob("metrics.csv"))
+    assert not tensorboard or list((tmp_path / "tb").rglob("events.out.*"))
+    assert list((tmp_path / "csv").rglob("config.yaml"))  # the config saved beside the run
+
+
+@pytest.mark.slow
+def test_the_cli_checkpoints_every_n_epochs_and_keeps_the_final_weights_in_last_ckpt(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", *QUIET, *SMALL, "--trainer.max_epochs", "3", "--checkpoint_every_n_epochs", "2",
+                     "--trainer.limit_train_batches", "2"]) == 0
+    saved = sorted(path.name for path in tmp_path.rglob("*.ckpt"))
+    assert saved == ["epoch=1-step=4.ckpt", "last.ckpt"]
+    last = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (3, 6)
+    assert list(tmp_path.rglob("config.yaml")) and list(tmp_path.rglob("metrics.csv"))
+
+
+@pytest.mark.slow
+def test_resume_through_the_cli_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = ["fit", *QUIET, *SMALL, "--trainer.logger=false"]
+    assert cli.main([*run, "--trainer.default_root_dir", "a", "--trainer.max_epochs", "2"]) == 0
+    assert cli.main([*run, "--trainer.default_root_dir", "b", "--trainer.max_epochs", "4",
+                     "--ckpt_path", "a/checkpoints/last.ckpt"]) == 0
+    assert cli.main([*run, "--trainer.default_root_dir", "c", "--trainer.max_epochs", "4"]) == 0
+    resumed = torch.load("b/checkpoints/last.ckpt", weights_only=True)
+    straight = torch.load("c/checkpoints/last.ckpt", weights_only=True)
+    assert resumed["global_step"] == straight["global_step"] == 12
+    for name, value in straight["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], value), name
+
+
+@pytest.mark.slow
+def test_predict_writes_what_the_model_computes(tmp_path, monkeypatch, capsys):
+    from lstm_plugins import LSTMClassifier
+    from lstm_plugins.data import JapaneseVowelsDataModule
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", *QUIET, *SMALL, "--trainer.logger=false", "--trainer.max_epochs", "1"]) == 0
+    assert cli.main(["predict", "--ckpt_path", "checkpoints/last.ckpt", "--output", "out/p.csv"]) == 0
+    assert "370 predictions written to out/p.csv" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "out" / "p.csv").open()))
+    model = LSTMClassifier.load_from_checkpoint("checkpoints/last.ckpt").eval()
+    test = JapaneseVowelsDataModule(batch_size=16).test_dataset
+    with torch.no_grad():
+        expected = model(test.features, test.lengths).softmax(-1).numpy()
+    assert [row["id"] for row in rows] == [str(i) for i in range(370)]
+    names = [f"probability_{i}" for i in range(1, 10)]
+    written = np.array([[float(row[name]) for name in names] for row in rows])
+    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
+    assert [int(row["class"]) for row in rows] == expected.argmax(1).tolist()
+    assert [row["class_name"] for row in rows] == [str(i + 1) for i in expected.argmax(1)]
+
+
+@pytest.mark.slow
+def test_early_stopping_tests_the_best_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", *QUIET, *SMALL, "--trainer.max_epochs", "6", "--early_stopping.monitor", "val/accuracy",
+                     "--early_stopping.mode", "max", "--early_stopping.patience", "1"]) == 0
+    output = capsys.readouterr().out
+    best = sorted(tmp_path.rglob("best-*.ckpt"))
+    assert len(best) == 1 and list(tmp_path.rglob("last.ckpt"))
+    assert "tested: the best checkpoint (val/accuracy = " in output and str(best[0].name) in output
+
+
+@pytest.mark.slow
+def test_plot_redraws_a_run_from_its_log_folder(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", *QUIET, *SMALL, "--trainer.max_epochs", "2", "--plot", "fit.png"]) == 0
+    assert "plot written to fit.png (from " in capsys.readouterr().out
+    assert cli.main(["plot", "lightning_logs/version_0", "--output", "again.png"]) == 0
+    for name in ("fit.png", "again.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ts_files_from_a_config_are_read_relative_to_it(tmp_path, capsys, monkeypatch):
     lines = ["@problemName toy", "@univariate false", "@dimensions 2", "@equalLength false",
              "@classLabel true a b", "@data"]
     for index in range(40):
@@ -124,7 +200,41 @@ def test_ts_files_from_a_config_are_read_relative_to_it(tmp_path, capsys):
     (tmp_path / "toy.yaml").write_text(
         "model: {hidden_size: 8}\ndata: {train: toy.ts, test: toy.ts, batch_size: 8}\ntrainer: {max_epochs: 2}\n"
     )
-    assert cli.main(["fit", "--config", str(tmp_path / "toy.yaml"), *FAST]) == 0
+    monkeypatch.chdir(ROOT)  # elsewhere: the paths are the config's
+    assert cli.main(["fit", "--config", str(tmp_path / "toy.yaml"), *FAST,
+                     "--trainer.default_root_dir", str(tmp_path)]) == 0
     output = capsys.readouterr().out
     assert "40 test sequences" in output
-    assert [line.split()[0] for line in output.splitlines() if line.startswith("  a ") or line.startswith("  b ")] == ["a", "b"]
+    assert [line.split()[0] for line in output.splitlines() if line.startswith(("  a ", "  b "))] == ["a", "b"]
+
+
+def _readme_commands():
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.splitlines():
+            for part in line.split("  #")[0].split("&&"):
+                words = shlex.split(part)
+                if words[:1] == ["lstm-plugins"] and words[1:2] and words[1] in ("fit", "validate", "test"):
+                    commands.append(words[1:])
+    return commands
+
+
+README_COMMANDS = _readme_commands()
+# Not here: other packages (installed by tests/test_third_party_packages.py), GPUs, an earlier run's files.
+NEEDS_MORE = ("gradient_noise", "mixup", "gpu", "--ckpt_path")
+
+
+def test_the_readme_documents_cli_commands():
+    assert ["fit"] in README_COMMANDS and len(README_COMMANDS) >= 8
+
+
+@pytest.mark.parametrize("command", [c for c in README_COMMANDS if not any(w in " ".join(c) for w in NEEDS_MORE)],
+                         ids=" ".join)
+def test_every_documented_fit_command_validates_as_written(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    command = [part if not part.startswith("examples/") else str(ROOT / part) for part in command]
+    assert cli.main([*command, "--print_config"]) == 0, capsys.readouterr().err

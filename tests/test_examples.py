@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-QUIET = ["--set", "trainer.enable_progress_bar=false", "--set", "trainer.logger=false",
-         "--set", "trainer.enable_checkpointing=false", "--set", "trainer.enable_model_summary=false"]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_checkpointing=false",
+         "--trainer.enable_model_summary=false"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -43,7 +43,7 @@ def _results_table(output: str) -> list[str]:
     lines = output.splitlines()
     start = lines.index("Test results")
     return [line for line in lines[start:] if line.strip() and not line.strip().startswith("(")
-            and "plot written" not in line]
+            and "plot written" not in line and not line.strip().startswith(("tested:", "note:"))]
 
 
 def _assert_png(path: Path) -> None:
@@ -59,7 +59,7 @@ def test_python_stack_and_yaml_stack_train_to_the_same_numbers(tmp_path, monkeyp
         _assert_png(tmp_path / "python.png")
 
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["fit", "--config", str(EXAMPLES / "japanese_vowels.yaml"), "--max-epochs", "1", *QUIET]) == 0
+    assert cli.main(["fit", "--config", str(EXAMPLES / "japanese_vowels.yaml"), "--trainer.max_epochs", "1", *QUIET, "--trainer.logger=false"]) == 0
     yaml_output = capsys.readouterr().out
     assert "accuracy" in yaml_output and "370 test sequences" in yaml_output
     assert _results_table(python_output) == _results_table(yaml_output)
@@ -68,15 +68,17 @@ def test_python_stack_and_yaml_stack_train_to_the_same_numbers(tmp_path, monkeyp
 def test_fit_plot_writes_a_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path = tmp_path / "figures" / "fit.png"
-    code = cli.main(["fit", "--max-epochs", "2", "--set", "model.hidden_size=16", *QUIET, "--plot", str(path)])
+    code = cli.main(["fit", "--trainer.max_epochs", "2", "--model.hidden_size", "16", *QUIET,
+                     "--trainer.default_root_dir", str(tmp_path), "--plot", str(path)])
     assert code == 0
-    assert f"plot written to {path}" in capsys.readouterr().out
+    assert f"plot written to {path} (from " in capsys.readouterr().out
     _assert_png(path)
 
 
 def test_fit_plot_without_matplotlib_fails_before_training(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    code = cli.main(["fit", "--max-epochs", "50", *QUIET, "--plot", str(tmp_path / "fit.png")])
+    code = cli.main(["fit", "--trainer.max_epochs", "50", *QUIET, "--trainer.logger=false",
+                     "--trainer.default_root_dir", str(tmp_path), "--plot", str(tmp_path / "fit.png")])
     assert code == 2
     error = capsys.readouterr()
     assert "pip install 'lstm-plugins[plot]'" in error.err and "Test results" not in error.out

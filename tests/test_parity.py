@@ -257,12 +257,23 @@ def test_a_token_model_with_zoneout_and_embedding_dropout_pickles_and_trains_on(
         _assert_round_trip_trains_like_the_original(model, _token_loader())
 
 
+def test_a_learning_rate_schedule_pickles_and_trains_on():
+    from lstm_plugins.plugins import LRSchedule
+
+    torch.manual_seed(0)
+    model = LSTMClassifier(3, 3, hidden_size=8, techniques=[LRSchedule("cosine", warmup_steps=2, total_steps=20)])
+    copy = _assert_round_trip_trains_like_the_original(model)
+    assert repr(copy.techniques[0]) == repr(model.techniques[0])
+
+
 def test_every_builtin_technique_is_covered_by_the_pickling_tests():
+    from lstm_plugins.plugins import LRSchedule
+
     builtin = {
         obj for name in lstm_plugins.plugins.__all__
         if isinstance(obj := getattr(lstm_plugins.plugins, name), type) and issubclass(obj, Technique)
     }
-    covered = {type(t) for t in _feature_stack(None)[:-1]} | {EmbeddingDropout, Zoneout}
+    covered = {type(t) for t in _feature_stack(None)[:-1]} | {EmbeddingDropout, Zoneout, LRSchedule}
     covered |= {type(factory()) for factory in CLIPPER_FACTORIES.values()}
     assert builtin == covered
 
@@ -290,8 +301,8 @@ def test_spawn_pickling_gives_each_process_its_own_technique_state():
 @pytest.mark.distributed
 def test_only_rank_zero_prints_and_writes(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "lstm_plugins", "fit", "--devices", "2", "--strategy", "ddp",
-         "--accelerator", "cpu", "--max-epochs", "1", "--set", "model.hidden_size=8"],
+        [sys.executable, "-m", "lstm_plugins", "fit", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+         "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--model.hidden_size", "8"],
         cwd=tmp_path,
         env=ENVIRONMENT,
         capture_output=True,

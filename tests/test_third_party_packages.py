@@ -52,15 +52,17 @@ def test_installed_techniques_are_stacked_by_name_from_yaml(installed):
     work, environment = installed
     config = work / "recipes.yaml"
     config.write_text(yaml.safe_dump({
-        "model": {"hidden_size": 8},
-        "techniques": [{"gradient_noise": {"eta": 0.01}}, {"gradient_clipping": {"threshold": 1.0}},
-                       {"mixup": {"alpha": 0.2}}, "label_smoothing", {"ema": {"decay": 0.9}}],
+        "model": {"hidden_size": 8, "techniques": [
+            {"gradient_noise": {"eta": 0.01}}, {"gradient_clipping": {"threshold": 1.0}}, {"mixup": {"alpha": 0.2}},
+            "label_smoothing", {"ema": {"decay": 0.9}}]},
         "trainer": {"max_epochs": 1, "enable_progress_bar": False, "logger": False,
                     "enable_checkpointing": False},
     }))
     script = (
-        "import sys, lstm_plugins.cli as c\n"
-        "config = c.load_config(sys.argv[1]); _, model, _ = c.build_run(config)\n"
+        "import sys, yaml, lstm_plugins.cli as c\n"
+        "from lstm_plugins import LSTMClassifier\n"
+        "techniques = yaml.safe_load(open(sys.argv[1]))['model']['techniques']\n"
+        "model = LSTMClassifier(12, 9, techniques=techniques)\n"
         "print([type(t).__module__ + '.' + type(t).__name__ for t in model.techniques])\n"
         "raise SystemExit(c.main(['fit', '--config', sys.argv[1]]))\n"
     )

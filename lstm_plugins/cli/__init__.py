@@ -1,183 +1,50 @@
-"""The ``lstm-plugins`` command: ``fit`` a stack, list installed ``plugins``."""
+"""The ``lstm-plugins`` command, on Lightning's ``LightningCLI``.
+
+* ``lstm-plugins fit|validate|test|predict [--config FILE.yaml] [--trainer.* --model.* --data.*]``:
+  LightningCLI subcommands for the config's task (``task:``; classification by default). ``fit``
+  with no argument trains the default stack on JapaneseVowels and prints the test table.
+* ``lstm-plugins plugins``: the installed techniques and the package of each.
+* ``lstm-plugins plot LOG_FOLDER --output FILE.png``: redraw a run from its CSV log.
+
+``build_run`` builds the data module, model and Trainer of a :mod:`lstm_plugins.cli._config`
+config in Python (the benchmarks and examples use it).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any
 
 from lstm_plugins.cli._config import (
     DEFAULT_CONFIG,
     ConfigError,
     load_config,
     merge,
-    parse_assignment,
     validate_config,
 )
+from lstm_plugins.cli._run import build_run
 
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "build_run", "load_config", "main", "merge", "validate_config"]
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lstm-plugins",
-        description="Train an LSTM with a stack of techniques; list the installed techniques.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    fit = commands.add_parser(
-        "fit",
-        help="train, then test and print accuracy, recall and F1",
-        description="Train the default stack on JapaneseVowels, or what --config describes, "
-        "then test and print accuracy, macro recall and macro F1 (and per-class values).",
-    )
-    fit.add_argument("--config", metavar="FILE.yaml", help="a YAML config; see the README")
-    fit.add_argument(
-        "--technique",
-        action="append",
-        metavar="NAME[:KEY=VALUE,...]",
-        help="use this stack instead of the config's (repeat the flag to stack several)",
-    )
-    fit.add_argument("--max-epochs", type=int, help="Trainer max_epochs")
-    fit.add_argument("--seed", type=int, help="global seed")
-    fit.add_argument("--accelerator", help="Trainer accelerator: cpu, gpu, auto, ...")
-    fit.add_argument("--devices", help="Trainer devices: a count, a list, or auto")
-    fit.add_argument("--strategy", help="Trainer strategy: auto, ddp, ddp_spawn, fsdp, ...")
-    fit.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value, for example --set model.hidden_size=128",
-    )
-    fit.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    fit.add_argument(
-        "--plot",
-        metavar="FILE.png",
-        help="also write a PNG of the training and validation curves, the gradient norm before and "
-        "after clipping, and the validation metrics (needs matplotlib: pip install 'lstm-plugins[plot]')",
-    )
-    commands.add_parser("plugins", help="list installed techniques and the package of each")
-    return parser
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+_USAGE = """usage: lstm-plugins {fit,validate,test,predict,plugins,plot} ...
 
+Train an LSTM with a stack of techniques, evaluate it, predict with it; list the techniques.
 
-def _technique_flag(text: str) -> Any:
-    """``"l2:weight=0.001,include_biases=true"`` as a technique spec."""
-    import yaml
+subcommands:
+  fit        train (the default stack on JapaneseVowels without --config), then test and print
+             the results table; --early_stopping.monitor val/loss stops early and tests the best
+             checkpoint; --ckpt_path resumes; --plot FILE.png draws the CSV log
+  validate   evaluate on the validation split (--ckpt_path FILE.ckpt)
+  test       evaluate on the test split (--ckpt_path FILE.ckpt)
+  predict    write the predictions on the data's test split as CSV (--ckpt_path, --output)
+  plugins    list installed techniques and the package of each
+  plot       redraw a run from its CSV log folder: plot LOG_FOLDER --output FILE.png
 
-    name, _, arguments = text.partition(":")
-    if not arguments:
-        return name.strip()
-    spec: dict[str, Any] = {}
-    for pair in arguments.split(","):
-        key, separator, raw = pair.partition("=")
-        if not separator:
-            raise ConfigError(f"Expected `--technique` arguments as KEY=VALUE, but got {pair!r}.")
-        spec[key.strip()] = yaml.safe_load(raw)
-    return {name.strip(): spec}
-
-
-def resolve_run_config(arguments: argparse.Namespace) -> dict[str, Any]:
-    config = load_config(arguments.config) if arguments.config else validate_config(DEFAULT_CONFIG)
-    overrides: dict[str, Any] = {}
-    for assignment in arguments.set:
-        overrides = merge(overrides, parse_assignment(assignment))
-    if arguments.technique:
-        overrides["techniques"] = [_technique_flag(text) for text in arguments.technique]
-    if arguments.seed is not None:
-        overrides["seed"] = arguments.seed
-    for flag, key in (("max_epochs", "max_epochs"), ("accelerator", "accelerator"),
-                      ("devices", "devices"), ("strategy", "strategy")):
-        value = getattr(arguments, flag)
-        if value is not None:
-            if flag == "devices" and value.isdigit():
-                value = int(value)
-            overrides.setdefault("trainer", {})[key] = value
-    return validate_config(merge(config, overrides)) if overrides else config
-
-
-def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[Any, Any, Any]:
-    """The data module, model and Trainer a validated config describes; ``callbacks`` are added
-    to the Trainer."""
-    import pytorch_lightning as pl
-    import torch
-
-    from lstm_plugins.cli._tasks import TASKS
-
-    pl.seed_everything(config["seed"], workers=True, verbose=False)
-    if config.get("threads") is not None:
-        torch.set_num_threads(config["threads"])
-    data = dict(config["data"])
-    data.setdefault("seed", config["seed"])
-    datamodule, model = TASKS[config["task"]].build({**config, "data": data}, config["techniques"])
-    trainer_options = {"deterministic": True, **config["trainer"]}
-    if not datamodule.has_validation:
-        trainer_options.setdefault("limit_val_batches", 0)
-    trainer_callbacks = list(callbacks)
-    if trainer_options.get("enable_progress_bar") is not False and not any(
-        isinstance(callback, pl.callbacks.ProgressBar) for callback in trainer_callbacks
-    ):
-        # Redrawn every logging interval rather than every batch: at the default configuration
-        # a per-batch redraw costs about 3 % of the epoch.
-        refresh_rate = max(int(trainer_options.get("log_every_n_steps") or 50), 1)
-        trainer_callbacks.append(pl.callbacks.TQDMProgressBar(refresh_rate=refresh_rate))
-    every = config.get("checkpoint_every_n_epochs")
-    if every is not None and trainer_options.get("enable_checkpointing") is not False and not any(
-        isinstance(callback, pl.callbacks.ModelCheckpoint) for callback in trainer_callbacks
-    ):
-        from lstm_plugins.training import PeriodicCheckpoint
-
-        trainer_callbacks.append(PeriodicCheckpoint(every_n_epochs=every))
-    if trainer_callbacks:
-        trainer_options["callbacks"] = trainer_callbacks
-    trainer = pl.Trainer(**trainer_options)
-    return datamodule, model, trainer
-
-
-def _fit(arguments: argparse.Namespace) -> int:
-    import yaml
-
-    config = resolve_run_config(arguments)
-    if arguments.print_config:
-        print(yaml.safe_dump(config, sort_keys=False), end="")
-        return 0
-    history = None
-    if arguments.plot:
-        from lstm_plugins.cli._plotting import MetricHistory, require_matplotlib
-
-        require_matplotlib()  # fail before training, not after it
-        history = MetricHistory()
-    started = time.perf_counter()
-    datamodule, model, trainer = build_run(config, callbacks=[history] if history is not None else ())
-    trainer.fit(model, datamodule=datamodule)
-    if datamodule.has_test:
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        if trainer.is_global_zero:
-            from lstm_plugins.cli._tasks import TASKS
-
-            print(TASKS[config["task"]].table(model.test_results, datamodule))
-            tested = getattr(datamodule, "test_dataset", None)
-            count = f"{len(tested)} test sequences, " if hasattr(tested, "__len__") else ""
-            print(f"  ({count}{time.perf_counter() - started:.1f} s in all)")
-    if history is not None and trainer.is_global_zero:
-        from lstm_plugins.cli._plotting import plot_run
-
-        path = plot_run(history, arguments.plot, title=_plot_title(config))
-        print(f"  plot written to {path}")
-    return 0
-
-
-def _plot_title(config: dict[str, Any]) -> str:
-    names = []
-    for spec in config["techniques"]:
-        if isinstance(spec, str):
-            names.append(spec)
-        elif "name" in spec:
-            names.append(str(spec["name"]))
-        else:
-            names.extend(str(name) for name in spec)
-    stack = ", ".join(names) if names else "no techniques"
-    return f"seed {config['seed']}: {stack}"
+`lstm-plugins SUBCOMMAND --help` lists every option; `--print_config` prints the validated config.
+"""
 
 
 def _plugins() -> int:
@@ -201,14 +68,61 @@ def _plugins() -> int:
     return 0
 
 
+def _plot(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lstm-plugins plot",
+        description="Redraw a finished (or running) run from what its CSV logger wrote: losses, the gradient "
+        "norm before and after clipping, the validation metrics (needs pip install 'lstm-plugins[plot]').",
+    )
+    parser.add_argument("log", help="a log folder (lightning_logs/version_0), its metrics.csv, or a folder of runs")
+    parser.add_argument("--output", default="run.png", metavar="FILE.png", help="the PNG to write")
+    parser.add_argument("--title", default=None, help="a title over the panels")
+    arguments = parser.parse_args(list(argv))
+    from lstm_plugins.cli._plotting import plot_from_log
+
+    path = plot_from_log(arguments.log, arguments.output, title=arguments.title)
+    print(f"plot written to {path}")
+    return 0
+
+
+def _lightning_cli(argv: Sequence[str]) -> int:
+    from lstm_plugins.cli._guard import check_class_paths, read_task
+
+    check_class_paths(argv)
+    task = read_task(argv)
+    print_only = any(item == "--print_config" or item.startswith("--print_config=") for item in argv)
+    argv = [item for item in argv if not (item == "--print_config" or item.startswith("--print_config="))]
+    import warnings
+
+    from lstm_plugins.cli._lightning import LSTMPluginsCLI
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        LSTMPluginsCLI(task, args=list(argv), print_only=print_only)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lstm-plugins`` console script."""
-    arguments = _parser().parse_args(argv)
+    """Entry point of the ``lstm-plugins`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else None
+    if command in (None, "-h", "--help"):
+        print(_USAGE, end="")
+        return 0 if command else 2
     try:
-        if arguments.command == "plugins":
+        if command == "plugins":
             return _plugins()
-        return _fit(arguments)
-    except (ConfigError, ValueError, TypeError, ImportError) as exc:
+        if command == "plot":
+            return _plot(argv[1:])
+        if command not in SUBCOMMANDS:
+            print(_USAGE, end="", file=sys.stderr)
+            print(f"lstm-plugins: error: unknown subcommand {command!r}; choose from "
+                  f"{', '.join((*SUBCOMMANDS, 'plugins', 'plot'))}.", file=sys.stderr)
+            return 2
+        return _lightning_cli(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    except (ConfigError, ValueError, TypeError, ImportError, FileNotFoundError) as exc:
         if os.environ.get("LSTM_PLUGINS_TRACEBACK"):
             raise
         print(f"lstm-plugins: error: {exc}", file=sys.stderr)
