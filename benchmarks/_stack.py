@@ -43,15 +43,19 @@ LOSS_TOLERANCE = 1e-4  # relative, per step
 
 def default_config(**trainer: Any) -> dict[str, Any]:
     """``lstm-plugins fit``'s default config, on the CPU, with Trainer overrides."""
-    from lstm_plugins.cli._config import DEFAULT_CONFIG, merge, validate_config
+    import copy
 
-    return validate_config(merge(DEFAULT_CONFIG, {"trainer": {"accelerator": "cpu", **trainer}}))
+    from lstm_plugins.cli import DEFAULT_CONFIG
+
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["trainer"].update(accelerator="cpu", **trainer)
+    return config
 
 
 def recipe_from_config(config: dict[str, Any]) -> Recipe:
     """The hand-written equivalent of the config's technique stack."""
     fields: dict[str, Any] = {"learning_rate": config["model"].get("learning_rate", 1e-3)}
-    for spec in config["techniques"]:
+    for spec in config["model"]["techniques"]:
         name, arguments = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
         arguments = dict(arguments or {})
         if name == "gradient_clipping" and set(arguments) <= {"threshold"}:
@@ -184,7 +188,7 @@ def small(options: Any, workdir: str) -> tuple[list[Row], list[str]]:
 
     # Equivalence: one epoch each, same weights, same seed; Trainer services off (no maths in them).
     config = default_config(max_epochs=1, enable_progress_bar=False, enable_checkpointing=False, logger=False,
-                            enable_model_summary=False)
+                            enable_model_summary=False, default_root_dir=workdir)
     datamodule, model, trainer = build_run(config)
     shape, recipe = shape_from_config(config, datamodule), recipe_from_config(config)
     hand = HandLoop(HandNet(shape, recipe).copy_from(model), shape, recipe, LOG_EVERY)
@@ -205,7 +209,7 @@ def small(options: Any, workdir: str) -> tuple[list[Row], list[str]]:
     # Timing. The default fit: the CLI's Trainer (progress bar, CSV logger, a checkpoint per epoch).
     default = default_config(max_epochs=epochs, default_root_dir=workdir)
     quiet = default_config(max_epochs=epochs, enable_progress_bar=False, enable_checkpointing=False, logger=False,
-                           enable_model_summary=False)
+                           enable_model_summary=False, default_root_dir=workdir)
 
     def lightning(config: dict[str, Any]) -> Any:
         def run() -> float:
@@ -262,7 +266,7 @@ def small(options: Any, workdir: str) -> tuple[list[Row], list[str]]:
 
 
 def _stack_names(config: dict[str, Any]) -> list[str]:
-    return [spec if isinstance(spec, str) else next(iter(spec)) for spec in config["techniques"]]
+    return [spec if isinstance(spec, str) else next(iter(spec)) for spec in config["model"]["techniques"]]
 
 
 # --- medium ------------------------------------------------------------------------------------

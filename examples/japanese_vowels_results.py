@@ -27,18 +27,18 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from lstm_plugins.cli._config import DEFAULT_CONFIG, merge, validate_config
+from lstm_plugins.cli import DEFAULT_CONFIG, build_run
 from lstm_plugins.cli._plotting import MetricHistory, require_matplotlib
-from lstm_plugins.cli import build_run
 
 RECOMMENDED: list[Any] = [
-    *DEFAULT_CONFIG["techniques"],  # gradient clipping, dropout, L2, gradient-norm monitoring
+    *DEFAULT_CONFIG["model"]["techniques"],  # gradient clipping, dropout, L2, gradient-norm monitoring
     {"activation_regularization": {"alpha": 1.0, "beta": 1.0}},  # AR and TAR (Merity et al. 2017)
 ]
 """The recommended stack: the default of ``lstm-plugins fit`` plus activation regularisation."""
@@ -59,17 +59,19 @@ QUIET_TRAINER = {"enable_progress_bar": False, "logger": False, "enable_checkpoi
                  "enable_model_summary": False}
 
 
-def run(techniques: list[Any], seed: int, max_epochs: int, hidden_size: int | None) -> dict[str, Any]:
+def run(techniques: list[Any], seed: int, max_epochs: int, hidden_size: int | None, threads: int) -> dict[str, Any]:
     """One ``lstm-plugins fit`` run: test metrics, seconds, and the validation history."""
-    overrides: dict[str, Any] = {"seed": seed, "trainer": {**QUIET_TRAINER, "max_epochs": max_epochs}}
+    model_options: dict[str, Any] = {"techniques": techniques}
     if hidden_size is not None:
-        overrides["model"] = {"hidden_size": hidden_size}
-    config = validate_config({**merge(DEFAULT_CONFIG, overrides), "techniques": techniques})
+        model_options["hidden_size"] = hidden_size
     history = MetricHistory()
     started = time.perf_counter()
-    datamodule, model, trainer = build_run(config, callbacks=[history])
-    trainer.fit(model, datamodule=datamodule)
-    trainer.test(model, datamodule=datamodule, verbose=False)
+    with tempfile.TemporaryDirectory(prefix="japanese-vowels-") as workdir:  # the config fit saves
+        config = {"seed_everything": seed, "threads": threads, "model": model_options,
+                  "trainer": {**QUIET_TRAINER, "max_epochs": max_epochs, "default_root_dir": workdir}}
+        datamodule, model, trainer = build_run(config, callbacks=[history])
+        trainer.fit(model, datamodule=datamodule)
+        trainer.test(model, datamodule=datamodule, verbose=False)
     seconds = time.perf_counter() - started
     results = {name: model.test_results[f"test/{name}"].item() for name in ("accuracy", "recall", "f1")}
     return {**results, "seed": seed, "seconds": seconds, "validation": history.validation}
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, techniques in STACKS.items():
         rows[name] = []
         for seed in range(arguments.first_seed, arguments.first_seed + seeds):
-            result = run(techniques, seed, max_epochs, hidden_size)
+            result = run(techniques, seed, max_epochs, hidden_size, arguments.threads)
             rows[name].append(result)
             print(f"{name}, seed {seed}: accuracy {result['accuracy']:.4f}  recall {result['recall']:.4f}  "
                   f"F1 {result['f1']:.4f}  ({result['seconds']:.1f} s)", flush=True)

@@ -167,6 +167,50 @@ def test_predict_writes_what_the_model_computes(tmp_path, monkeypatch, capsys):
     assert [row["class_name"] for row in rows] == [str(i + 1) for i in expected.argmax(1)]
 
 
+def test_predict_labels_new_unlabelled_series_from_raw_features(tmp_path, monkeypatch, capsys):
+    from lstm_plugins import LSTMClassifier
+    from lstm_plugins.data import JapaneseVowelsDataModule, load_japanese_vowels
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fit", *QUIET, *SMALL, "--trainer.logger=false", "--trainer.max_epochs", "1"]) == 0
+    _, test = load_japanese_vowels()
+    raw = test.sequences[:5]  # as recorded: not standardised, no labels
+    lines = ["@problemName new_recordings", "@classLabel false", "@data"]
+    lines += [":".join(",".join(repr(float(v)) for v in sequence[:, d]) for d in range(sequence.shape[1])) for sequence in raw]
+    (tmp_path / "new.ts").write_text("\n".join(lines) + "\n")
+    assert cli.main(["predict", "--ckpt_path", "checkpoints/last.ckpt", "--input", "new.ts", "--output", "new.csv"]) == 0
+    assert "5 predictions written to new.csv" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "new.csv").open()))
+    model = LSTMClassifier.load_from_checkpoint("checkpoints/last.ckpt").eval()
+    standardised = JapaneseVowelsDataModule(batch_size=16).test_dataset  # the same series, standardised
+    with torch.no_grad():
+        expected = model(standardised.features[:5], standardised.lengths[:5]).softmax(-1).numpy()
+    written = np.array([[float(row[f"probability_{i}"]) for i in range(1, 10)] for row in rows])
+    np.testing.assert_allclose(written, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_generate_continues_a_prompt_from_a_language_model_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "lm.yaml"
+    config.write_text(
+        "task: language_model\nmodel: {hidden_size: 16, embedding_size: 8}\n"
+        "data: {dataset: shakespeare, max_train_chars: 5000, max_eval_chars: 2000, batch_size: 8, chunk_length: 16}\n"
+        "trainer: {max_epochs: 1, enable_progress_bar: false, logger: false}\n"
+    )
+    assert cli.main(["fit", "--config", str(config)]) == 0
+    capsys.readouterr()
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    assert cli.main(["predict", "--config", str(config), "--ckpt_path", str(checkpoint)]) == 2
+    assert "lstm-plugins generate" in capsys.readouterr().err
+    arguments = ["generate", "--ckpt_path", str(checkpoint), "--prompt", "To be", "--length", "20", "--seed", "3"]
+    assert cli.main(arguments) == 0
+    first = capsys.readouterr().out
+    assert cli.main(arguments) == 0
+    assert first.startswith("To be") and len(first.rstrip("\n")) == 25
+    assert capsys.readouterr().out == first  # seeded: the same text again
+
+
 @pytest.mark.slow
 def test_early_stopping_tests_the_best_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -208,7 +252,7 @@ def test_ts_files_from_a_config_are_read_relative_to_it(tmp_path, capsys, monkey
     assert [line.split()[0] for line in output.splitlines() if line.startswith(("  a ", "  b "))] == ["a", "b"]
 
 
-def _readme_commands():
+def _readme_commands(subcommands=("fit", "validate", "test")):
     import re
     import shlex
 
@@ -218,7 +262,7 @@ def _readme_commands():
         for line in block.splitlines():
             for part in line.split("  #")[0].split("&&"):
                 words = shlex.split(part)
-                if words[:1] == ["lstm-plugins"] and words[1:2] and words[1] in ("fit", "validate", "test"):
+                if words[:1] == ["lstm-plugins"] and words[1:2] and words[1] in subcommands:
                     commands.append(words[1:])
     return commands
 
@@ -238,3 +282,63 @@ def test_every_documented_fit_command_validates_as_written(command, tmp_path, mo
     monkeypatch.chdir(ROOT)
     command = [part if not part.startswith("examples/") else str(ROOT / part) for part in command]
     assert cli.main([*command, "--print_config"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_readme_workflow_after_a_fit_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The documented commands that need an earlier run's files (resume, test, predict, plot), run
+    as written after a short default `fit`, each with only the epochs shortened."""
+    from lstm_plugins.data import load_japanese_vowels
+
+    monkeypatch.chdir(tmp_path)
+    short = ["--trainer.limit_train_batches", "3", "--trainer.enable_progress_bar=false"]
+    assert cli.main(["fit", "--trainer.max_epochs", "1", *short]) == 0
+    _, test = load_japanese_vowels()
+    rows = [":".join(",".join(repr(float(v)) for v in s[:, d]) for d in range(s.shape[1])) for s in test.sequences[:3]]
+    (tmp_path / "new_recordings.ts").write_text("\n".join(["@classLabel false", "@data", *rows]) + "\n")
+    workflow = [c for c in _readme_commands(("fit", "validate", "test", "predict", "plot"))
+                if "lightning_logs/version_0" in " ".join(c)]
+    assert {c[0] for c in workflow} >= {"fit", "test", "predict", "plot"}
+    for command in workflow:
+        extra = ["--trainer.max_epochs", "2", *short] if command[0] == "fit" else []
+        if command[0] == "plot":
+            pytest.importorskip("matplotlib")
+        assert cli.main([*command, *extra]) == 0, (command, capsys.readouterr().err[-2000:])
+    assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "run.png").is_file()
+
+
+def test_build_run_builds_what_fit_builds_from_the_same_config_as_a_dict(tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, TQDMProgressBar
+
+    from lstm_plugins.training import PeriodicCheckpoint
+
+    monkeypatch.chdir(tmp_path)
+    extra = pl.Callback()
+    datamodule, model, trainer = cli.build_run(
+        {"model": {"hidden_size": 8}, "trainer": {"max_epochs": 1}, "early_stopping": {"monitor": "val/loss"}},
+        callbacks=[extra],
+    )
+    assert type(datamodule).__name__ == "JapaneseVowelsDataModule"
+    assert model.hparams.hidden_size == 8 and model.hparams.bidirectional is True  # fit's defaults
+    assert [spec["name"] for spec in model.hparams.techniques] == [
+        next(iter(spec)) for spec in cli.DEFAULT_CONFIG["model"]["techniques"]]
+    kinds = [type(callback) for callback in trainer.callbacks]
+    assert extra in trainer.callbacks and TQDMProgressBar in kinds and EarlyStopping in kinds
+    assert trainer.max_epochs == 1 and type(trainer.logger).__name__ == "CSVLogger"
+    _, _, trainer = cli.build_run({"task": "forecasting", "model": {"hidden_size": 4}})
+    assert any(isinstance(callback, PeriodicCheckpoint) for callback in trainer.callbacks)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"trainer": {"epochs": 3}}, "Unknown key 'epochs' in `trainer`"),
+    ({"seed": 0}, "Unknown key(s) 'seed' in the config"),
+    ({"techniques": []}, "Unknown key(s) 'techniques' in the config"),
+    ({"task": "translation"}, "Expected `task` to be one of"),
+    ({"model": {"hidden_size": 0}}, "model.hidden_size: Expected `hidden_size` to be a positive int"),
+    ({"trainer": {"callbacks": [{"class_path": "os.system"}]}}, "`trainer.callbacks` names 'os.system'"),
+])
+def test_build_run_refuses_what_fit_refuses(config, message):
+    with pytest.raises(cli.ConfigError) as error:
+        cli.build_run(config)
+    assert message in str(error.value)

@@ -6,7 +6,7 @@ import torch
 from conftest import quiet_trainer
 
 from lstm_plugins import LSTMClassifier
-from lstm_plugins.cli._config import DEFAULT_CONFIG
+from lstm_plugins.cli import DEFAULT_CONFIG
 from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
 
 pytestmark = [pytest.mark.slow]
@@ -16,7 +16,7 @@ def test_default_stack_learns_japanese_vowels():
     torch.manual_seed(0)
     datamodule = JapaneseVowelsDataModule(batch_size=16, seed=0)
     model = LSTMClassifier(12, 9, hidden_size=32, bidirectional=True, learning_rate=0.005,
-                           techniques=DEFAULT_CONFIG["techniques"])
+                           techniques=DEFAULT_CONFIG["model"]["techniques"])
     trainer = quiet_trainer(max_epochs=12)
     trainer.fit(model, datamodule=datamodule)
     assert trainer.logged_metrics["val/accuracy"].item() > 0.8

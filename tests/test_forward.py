@@ -7,7 +7,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.model import last_step_summary, reverse_within_length_index, run_lstm
-from lstm_plugins.cli._config import DEFAULT_CONFIG
+from lstm_plugins.cli import DEFAULT_CONFIG
 
 
 def test_reverse_within_length_index_is_an_involution():
@@ -57,7 +57,7 @@ def _lstm_events(run):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_default_stack_runs_the_fused_kernel_on_variable_length_batches(batch, bidirectional):
     model = LSTMClassifier(
-        12, 9, num_layers=2, bidirectional=bidirectional, techniques=DEFAULT_CONFIG["techniques"]
+        12, 9, num_layers=2, bidirectional=bidirectional, techniques=DEFAULT_CONFIG["model"]["techniques"]
     ).train()
 
     def step():

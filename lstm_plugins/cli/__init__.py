@@ -6,8 +6,9 @@
 * ``lstm-plugins plugins``: the installed techniques and the package of each.
 * ``lstm-plugins plot LOG_FOLDER --output FILE.png``: redraw a run from its CSV log.
 
-``build_run`` builds the data module, model and Trainer of a :mod:`lstm_plugins.cli._config`
-config in Python (the benchmarks and examples use it).
+``build_run`` builds, in Python, the data module, model and Trainer that ``lstm-plugins fit``
+builds from the same config given as a dict (:data:`DEFAULT_CONFIG` shows the format); the
+benchmarks and examples use it.
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from lstm_plugins.cli._config import (
-    DEFAULT_CONFIG,
-    ConfigError,
-    load_config,
-    merge,
-    validate_config,
-)
+from lstm_plugins.cli._config import DEFAULT_CONFIG, ConfigError
 from lstm_plugins.cli._run import build_run
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "build_run", "load_config", "main", "merge", "validate_config"]
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "build_run", "main"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-_USAGE = """usage: lstm-plugins {fit,validate,test,predict,plugins,plot} ...
+_USAGE = """usage: lstm-plugins {fit,validate,test,predict,generate,plugins,plot} ...
 
 Train an LSTM with a stack of techniques, evaluate it, predict with it; list the techniques.
 
@@ -39,7 +34,9 @@ subcommands:
              checkpoint; --ckpt_path resumes; --plot FILE.png draws the CSV log
   validate   evaluate on the validation split (--ckpt_path FILE.ckpt)
   test       evaluate on the test split (--ckpt_path FILE.ckpt)
-  predict    write the predictions on the data's test split as CSV (--ckpt_path, --output)
+  predict    write predictions as CSV (--ckpt_path, --output): of a .ts file of series to label
+             (--input FILE.ts, labels optional) or of the data's test split
+  generate   continue a prompt with a language model (--ckpt_path, --prompt, --length)
   plugins    list installed techniques and the package of each
   plot       redraw a run from its CSV log folder: plot LOG_FOLDER --output FILE.png
 
@@ -85,6 +82,25 @@ def _plot(argv: Sequence[str]) -> int:
     return 0
 
 
+def _generate(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lstm-plugins generate",
+        description="Continue a prompt with a language model trained by `lstm-plugins fit` (task: language_model).",
+    )
+    parser.add_argument("--ckpt_path", required=True, metavar="FILE.ckpt", help="a language model's checkpoint")
+    parser.add_argument("--prompt", required=True, help="the text to continue (in the model's vocabulary)")
+    parser.add_argument("--length", type=int, default=200, help="how many tokens to add (default 200)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
+    parser.add_argument("--seed", type=int, default=None, help="a seed for the sampling")
+    arguments = parser.parse_args(list(argv))
+    from lstm_plugins.model import LSTMLanguageModel
+
+    model = LSTMLanguageModel.load_from_checkpoint(arguments.ckpt_path, map_location="cpu")
+    text = model.generate(arguments.prompt, arguments.length, temperature=arguments.temperature, seed=arguments.seed)
+    print(arguments.prompt + text)
+    return 0
+
+
 def _lightning_cli(argv: Sequence[str]) -> int:
     from lstm_plugins.cli._guard import check_class_paths, read_task
 
@@ -114,10 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins()
         if command == "plot":
             return _plot(argv[1:])
+        if command == "generate":
+            return _generate(argv[1:])
         if command not in SUBCOMMANDS:
             print(_USAGE, end="", file=sys.stderr)
             print(f"lstm-plugins: error: unknown subcommand {command!r}; choose from "
-                  f"{', '.join((*SUBCOMMANDS, 'plugins', 'plot'))}.", file=sys.stderr)
+                  f"{', '.join((*SUBCOMMANDS, 'plugins', 'plot', 'generate'))}.", file=sys.stderr)
             return 2
         return _lightning_cli(argv)
     except SystemExit as exit_:

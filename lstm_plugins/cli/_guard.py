@@ -23,7 +23,7 @@ import yaml
 
 from lstm_plugins.cli._config import ConfigError
 
-__all__ = ["check_class_paths", "read_task"]
+__all__ = ["check_class_paths", "check_config", "read_task", "task_of"]
 
 _LOGGERS = ("CSVLogger", "TensorBoardLogger")
 _PREFIXES = ("pytorch_lightning.", "lightning.pytorch.")
@@ -73,29 +73,39 @@ _TOP_LEVEL = ("seed_everything", "task", "threads", "checkpoint_every_n_epochs",
               "data", "ckpt_path", "weights_only", "plot", "output")
 
 
-def check_top_level(argv: Sequence[str]) -> None:
+def _check_top_level(config: dict[Any, Any]) -> None:
     """Refuse an unknown top-level key in a config (jsonargparse skips an empty ``modle: {}``)."""
-    for config in _configs(argv):
-        unknown = sorted(str(key) for key in config if key not in _TOP_LEVEL)
-        if unknown:
-            raise ConfigError(f"Unknown key(s) {', '.join(map(repr, unknown))} in the config. "
-                              f"Allowed keys: {', '.join(sorted(_TOP_LEVEL))}.")
+    unknown = sorted(str(key) for key in config if key not in _TOP_LEVEL)
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {', '.join(map(repr, unknown))} in the config. "
+                          f"Allowed keys: {', '.join(sorted(_TOP_LEVEL))}.")
+
+
+def _known_task(task: Any) -> str:
+    from lstm_plugins.cli._tasks import TASKS
+
+    if task not in TASKS:
+        raise ConfigError(f"Expected `task` to be one of {', '.join(map(repr, TASKS))}, but got {task!r}.")
+    return task
 
 
 def read_task(argv: Sequence[str]) -> str:
     """The task a command line asks for: ``--task``, else the last config's ``task:``, else
     ``classification``; an unknown task is refused with the list of tasks."""
-    from lstm_plugins.cli._tasks import TASKS
-
     task = "classification"
     for config in _configs(argv):
         task = config.get("task", task)
     for key, value in _flag_values(argv):
         if key == "task":
             task = value
-    if task not in TASKS:
-        raise ConfigError(f"Expected `task` to be one of {', '.join(map(repr, TASKS))}, but got {task!r}.")
-    return task
+    return _known_task(task)
+
+
+def task_of(config: Any) -> str:
+    """The task a config (a dict) asks for: its ``task:``, else ``classification``."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"Expected the config to be a mapping, but got {config!r}.")
+    return _known_task(config.get("task", "classification"))
 
 
 def _class_paths(value: Any, key: str) -> Iterator[tuple[str, str]]:
@@ -132,13 +142,26 @@ def _refuse(key: str, path: str) -> None:
     )
 
 
+def check_config(config: dict[Any, Any]) -> None:
+    """Refuse an unknown top-level key, and any ``class_path`` but a Lightning callback or logger,
+    in a config (a dict), before anything is imported."""
+    _check_top_level(config)
+    _check_config_class_paths(config)
+
+
+def _check_config_class_paths(config: dict[Any, Any]) -> None:
+    for key, path in _class_paths(config, ""):
+        _refuse(key.removeprefix("fit.").removeprefix("test.").removeprefix("validate.")
+                .removeprefix("predict."), path)
+
+
 def check_class_paths(argv: Sequence[str]) -> None:
     """Refuse any ``class_path`` but a Lightning callback or logger, before anything is imported."""
-    check_top_level(argv)
-    for config in _configs(argv):
-        for key, path in _class_paths(config, ""):
-            _refuse(key.removeprefix("fit.").removeprefix("test.").removeprefix("validate.")
-                    .removeprefix("predict."), path)
+    configs = list(_configs(argv))
+    for config in configs:
+        _check_top_level(config)
+    for config in configs:
+        _check_config_class_paths(config)
     for key, value in _flag_values(argv):
         if key == "config":
             continue

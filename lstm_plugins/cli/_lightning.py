@@ -12,7 +12,7 @@ or, with ``early_stopping``, a checkpoint of the best monitored value, which ``f
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -79,16 +79,22 @@ class EarlyStoppingOptions:
 class LSTMPluginsCLI(LightningCLI):
     """``LightningCLI`` for one task of this project (see the module docstring)."""
 
-    def __init__(self, task: str, args: list[str] | None = None, print_only: bool = False, **kwargs: Any) -> None:
+    def __init__(self, task: str, args: list[str] | dict[str, Any] | None = None, print_only: bool = False,
+                 callbacks: Sequence[Callback] = (), exit_on_error: bool = True, **kwargs: Any) -> None:
+        """``args``: a command line (a list) or a config (a dict); ``callbacks`` are added to the
+        Trainer's, before the defaults (a progress bar or checkpoint given here replaces the default one);
+        ``exit_on_error=False`` raises a parse error (``jsonargparse.ArgumentError``) instead of exiting."""
         self.task = task
         self.print_only = print_only
+        self.extra_callbacks = list(callbacks)
         self.classes = TASK_CLASSES[task]
         self.started = time.perf_counter()
-        trainer_defaults = {"deterministic": True, "max_epochs": 100, "devices": 1, "log_every_n_steps": 10}
         super().__init__(
-            self.classes.model, self.classes.data, seed_everything_default=0, trainer_defaults=trainer_defaults,
+            self.classes.model, self.classes.data, seed_everything_default=DEFAULT_CONFIG["seed_everything"],
+            trainer_defaults=dict(DEFAULT_CONFIG["trainer"]),
             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-            parser_kwargs={"prog": "lstm-plugins"}, parser_class=ExplainingParser, args=args, **kwargs,
+            parser_kwargs={"prog": "lstm-plugins", "exit_on_error": exit_on_error}, parser_class=ExplainingParser,
+            args=args, **kwargs,
         )
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
@@ -98,14 +104,18 @@ class LSTMPluginsCLI(LightningCLI):
                                 help="also draw the run's CSV log as a PNG (needs matplotlib)")
         if subcommand == "predict":
             parser.add_argument("--output", type=str, default="predictions.csv", help="the CSV to write")
+            parser.add_argument("--input", type=str | None, default=None,
+                                help="a .ts file of series to label (labels optional), read as raw features and "
+                                "standardised like the training data; default: the data's test split")
         return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--task", type=Literal[tuple(TASK_CLASSES)], default=self.task,  # type: ignore[misc]
                             help="the task; picks the model and the data (read before anything else)")
-        parser.add_argument("--threads", type=int | None, default=1,
+        parser.add_argument("--threads", type=int | None, default=DEFAULT_CONFIG["threads"],
                             help="intra-op CPU threads (torch.set_num_threads); null keeps torch's default")
-        parser.add_argument("--checkpoint_every_n_epochs", type=int | None, default=10,
+        parser.add_argument("--checkpoint_every_n_epochs", type=int | None,
+                            default=DEFAULT_CONFIG["checkpoint_every_n_epochs"],
                             help="a checkpoint every N epochs and last.ckpt at the end; null: Lightning's default")
         parser.add_argument("--early_stopping", type=EarlyStoppingOptions | None, default=None,
                             help="stop early on a monitored metric and test the best checkpoint")
@@ -113,7 +123,6 @@ class LSTMPluginsCLI(LightningCLI):
             parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
         if self.task == "classification":
             parser.set_defaults({f"model.{key}": value for key, value in DEFAULT_CONFIG["model"].items()})
-            parser.set_defaults({"model.techniques": DEFAULT_CONFIG["techniques"]})
             parser.set_defaults({f"data.{key}": value for key, value in DEFAULT_CONFIG["data"].items()})
 
     # --- building -----------------------------------------------------------------------------
@@ -165,7 +174,8 @@ class LSTMPluginsCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         config = dict(config)
         given = config.get("callbacks")
-        callbacks = [*callbacks, *(given if isinstance(given, list) else [given] if given is not None else [])]
+        callbacks = [*callbacks, *(given if isinstance(given, list) else [given] if given is not None else []),
+                     *self.extra_callbacks]
         if config.get("logger") in (None, True):
             from pytorch_lightning.loggers import CSVLogger
 
@@ -176,7 +186,7 @@ class LSTMPluginsCLI(LightningCLI):
             # Redrawn every logging interval: a per-batch redraw costs about 3 % of an epoch.
             callbacks.append(TQDMProgressBar(refresh_rate=max(int(config.get("log_every_n_steps") or 50), 1)))
         early = self._config_value("early_stopping")
-        if early is not None and self.subcommand == "fit":
+        if early is not None and self.subcommand in ("fit", None):  # None: build_run, for a fit
             callbacks.append(EarlyStopping(monitor=early.monitor, patience=early.patience, mode=early.mode,
                                            min_delta=early.min_delta))
         if config.get("enable_checkpointing") is not False and not any(
@@ -209,7 +219,7 @@ class LSTMPluginsCLI(LightningCLI):
         if self.trainer.is_global_zero and getattr(self.model, "test_results", None) is not None:
             from lstm_plugins.cli._tasks import TASKS
 
-            print(TASKS[self.task].table(self.model.test_results, self.datamodule))
+            print(TASKS[self.task](self.model.test_results, self.datamodule))
             tested = self._config_value("ckpt_path") or "the weights as configured (no --ckpt_path)"
             print(f"  tested: {tested}")
 
@@ -217,4 +227,4 @@ class LSTMPluginsCLI(LightningCLI):
         """Write the predictions on the data's test split as CSV (``--output``)."""
         from lstm_plugins.cli._report import write_predictions
 
-        write_predictions(self, model, datamodule, ckpt_path, self._config_value("output"))
+        write_predictions(self, model, datamodule, ckpt_path, self._config_value("output"), self._config_value("input"))

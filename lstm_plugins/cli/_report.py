@@ -31,7 +31,7 @@ def report_fit(cli: Any) -> None:
         best = _monitored_checkpoint(trainer)
         trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False)
         if trainer.is_global_zero:
-            print(TASKS[cli.task].table(model.test_results, datamodule))
+            print(TASKS[cli.task](model.test_results, datamodule))
             if best is not None:
                 score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
                 tested = f"the best checkpoint ({best.monitor} = {score:.4f}): {best.best_model_path}"
@@ -75,16 +75,32 @@ def _test_sequences(datamodule: Any) -> list[Any]:
     return [features[index, : int(lengths[index])] for index in range(len(lengths))]
 
 
-def write_predictions(cli: Any, model: Any, datamodule: Any, ckpt_path: str | None, output: str) -> None:
-    """Predict the data's test split with the checkpoint's weights (or the model as configured)
-    and write the CSV: an id per sequence (its index in the test split), the predicted class with
-    its name and the class probabilities, or the predicted values; per step for per-step tasks."""
+def write_predictions(
+    cli: Any, model: Any, datamodule: Any, ckpt_path: str | None, output: str, input_path: str | None = None
+) -> None:
+    """Predict with the checkpoint's weights (or the model as configured) and write the CSV: an id
+    per sequence (its index in the input), the predicted class with its name and the class
+    probabilities, or the predicted values; per step for per-step tasks.
+
+    The input is a ``.ts`` file of series (labelled or not: ``@classLabel false``), standardised
+    with the training data's statistics, or else the data's test split."""
     from lstm_plugins.model._inference import is_classifying, predict_sequences, write_predictions_csv
 
+    if getattr(model.task, "carries_state", False):
+        raise ValueError("`predict` labels sequences; for a language model, continue a text with "
+                         "`lstm-plugins generate --ckpt_path FILE.ckpt --prompt TEXT`.")
     if ckpt_path:
         model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu")
-    sequences = _test_sequences(datamodule)
-    predictions = predict_sequences(model, sequences, batch_size=getattr(datamodule, "batch_size", 64))
+    batch_size = getattr(datamodule, "batch_size", 64)
+    if input_path is not None:
+        from lstm_plugins.data import read_ts
+
+        datamodule.setup("predict")
+        sequences = read_ts(input_path, labels_required=False).sequences
+        predictions = predict_sequences(model, sequences, batch_size=batch_size, standardize=datamodule)
+    else:
+        sequences = _test_sequences(datamodule)
+        predictions = predict_sequences(model, sequences, batch_size=batch_size)
     names = list(datamodule.class_names) if is_classifying(model.task) else None
     path = write_predictions_csv(output, range(len(sequences)), predictions, names)
     if cli.trainer.is_global_zero:

@@ -1,47 +1,48 @@
-"""``build_run``: the data module, model and Trainer of a :mod:`lstm_plugins.cli._config` config, in
-Python (without the command line); the benchmarks and ``examples/japanese_vowels_results.py`` use it."""
+"""``build_run``: the data module, model and Trainer a config describes, in Python, built exactly as
+``lstm-plugins fit`` builds them; the benchmarks and ``examples/japanese_vowels_results.py`` use it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["build_run"]
 
 
-def build_run(config: dict[str, Any], callbacks: Sequence[Any] = ()) -> tuple[Any, Any, Any]:
-    """The data module, model and Trainer a validated config describes; ``callbacks`` are added
-    to the Trainer."""
-    import pytorch_lightning as pl
-    import torch
+def build_run(config: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> tuple[Any, Any, Any]:
+    """The data module, model and Trainer of ``config``, a config in the format of
+    ``lstm-plugins fit --config`` (:data:`~lstm_plugins.cli.DEFAULT_CONFIG` shows it) as a dict.
 
-    from lstm_plugins.cli._tasks import TASKS
+    What is not given takes ``fit``'s defaults (the task's, and for classification the default
+    stack on JapaneseVowels); ``seed_everything`` seeds, ``threads`` sets torch's intra-op threads.
+    The same checks apply (unknown keys, class paths, values the classes refuse), as
+    :class:`~lstm_plugins.cli.ConfigError`. ``callbacks`` are added to the Trainer's; a progress bar
+    or a checkpoint callback among them replaces the default one.
 
-    pl.seed_everything(config["seed"], workers=True, verbose=False)
-    if config.get("threads") is not None:
-        torch.set_num_threads(config["threads"])
-    data = dict(config["data"])
-    data.setdefault("seed", config["seed"])
-    datamodule, model = TASKS[config["task"]].build({**config, "data": data}, config["techniques"])
-    trainer_options = {"deterministic": True, **config["trainer"]}
-    if not datamodule.has_validation:
-        trainer_options.setdefault("limit_val_batches", 0)
-    trainer_callbacks = list(callbacks)
-    if trainer_options.get("enable_progress_bar") is not False and not any(
-        isinstance(callback, pl.callbacks.ProgressBar) for callback in trainer_callbacks
-    ):
-        # Redrawn every logging interval rather than every batch: at the default configuration
-        # a per-batch redraw costs about 3 % of the epoch.
-        refresh_rate = max(int(trainer_options.get("log_every_n_steps") or 50), 1)
-        trainer_callbacks.append(pl.callbacks.TQDMProgressBar(refresh_rate=refresh_rate))
-    every = config.get("checkpoint_every_n_epochs")
-    if every is not None and trainer_options.get("enable_checkpointing") is not False and not any(
-        isinstance(callback, pl.callbacks.ModelCheckpoint) for callback in trainer_callbacks
-    ):
-        from lstm_plugins.training import PeriodicCheckpoint
+    Example:
+        >>> from lstm_plugins.cli import build_run
+        >>> config = {"model": {"hidden_size": 8}, "trainer": {"max_epochs": 1, "logger": False}}
+        >>> datamodule, model, trainer = build_run(config)
+        >>> model.hparams.hidden_size, trainer.max_epochs
+        (8, 1)
+    """
+    import warnings
 
-        trainer_callbacks.append(PeriodicCheckpoint(every_n_epochs=every))
-    if trainer_callbacks:
-        trainer_options["callbacks"] = trainer_callbacks
-    trainer = pl.Trainer(**trainer_options)
-    return datamodule, model, trainer
+    from jsonargparse import ArgumentError
+
+    from lstm_plugins.cli._config import ConfigError
+    from lstm_plugins.cli._guard import check_config, task_of
+
+    config = copy.deepcopy(dict(config)) if isinstance(config, Mapping) else config
+    task = task_of(config)
+    check_config(config)
+    from lstm_plugins.cli._lightning import LSTMPluginsCLI
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = LSTMPluginsCLI(task, args=config, run=False, callbacks=callbacks, exit_on_error=False)
+    except ArgumentError as exc:
+        raise ConfigError(str(exc)) from None
+    return cli.datamodule, cli.model, cli.trainer

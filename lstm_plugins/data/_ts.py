@@ -45,7 +45,10 @@ class TsData:
 
     @property
     def task(self) -> str:
-        """``"regression"`` for float targets (``@targetLabel true``), else ``"classification"``."""
+        """``"regression"`` for float targets (``@targetLabel true``), ``"unlabelled"`` for series to
+        predict, else ``"classification"``."""
+        if self.sequences and self.labels.size == 0:
+            return "unlabelled"
         return "regression" if self.labels.dtype.kind == "f" else "classification"
 
     @property
@@ -68,9 +71,11 @@ def _preview(names: tuple[str, ...]) -> str:
 class _Parser:
     """Line-by-line state machine; every error names the file and the 1-based line number."""
 
-    def __init__(self, path: str, max_series: int) -> None:
+    def __init__(self, path: str, max_series: int, labels_required: bool = True) -> None:
         self.path = path
         self.max_series = max_series
+        self.labels_required = labels_required
+        self.unlabelled = False
         self.problem_name: str | None = None
         self.class_names: tuple[str, ...] | None = None
         self.class_index: dict[str, int] = {}
@@ -163,7 +168,9 @@ class _Parser:
         # Other headers (e.g. `@missing`) carry no information this reader needs.
 
     def _start_data(self) -> None:
-        if self.class_names is None and not self.regression:
+        if self.class_names is None and not self.regression and not self.labels_required:
+            self.unlabelled = True  # series to predict: rows hold dimensions only
+        elif self.class_names is None and not self.regression:
             raise self.error("expected a `@classLabel true <label> ...` header (a classification "
                              "problem) or `@targetLabel true` (a regression problem) before @data.")
         if self.univariate is True:
@@ -177,11 +184,11 @@ class _Parser:
             raise self.error(f"expected at most {self.max_series} series (`max_series`), but got more.")
         parts = line.split(":")
         kind = "regression target" if self.regression else "class label"
-        if len(parts) < 2:
+        if len(parts) < 2 and not self.unlabelled:
             raise self.error("expected comma-separated values per dimension, ':' between dimensions, "
                              f"and a {kind} after the last ':'.")
-        label = parts[-1].strip()
-        dims = parts[:-1]
+        label = "" if self.unlabelled else parts[-1].strip()
+        dims = parts if self.unlabelled else parts[:-1]
         target = self._target(label) if self.regression else 0.0
         expected = self.dimensions
         if expected is not None and len(dims) != expected:
@@ -197,7 +204,7 @@ class _Parser:
         if self.equal_length and self.series_length is not None and length != self.series_length:
             raise self.error(f"expected series of length {self.series_length} (`@seriesLength`), "
                              f"but got {length}.")
-        index = self.class_index.get(label) if not self.regression else 0
+        index = self.class_index.get(label) if not (self.regression or self.unlabelled) else 0
         if index is None:
             assert self.class_names is not None
             raise self.error(
@@ -263,7 +270,8 @@ class _Parser:
             )
         return TsData(
             sequences=self.sequences,
-            labels=np.asarray(self.labels, dtype=np.float32 if self.regression else np.int64),
+            labels=np.zeros(0, np.int64) if self.unlabelled else np.asarray(
+                self.labels, dtype=np.float32 if self.regression else np.int64),
             class_names=self.class_names or (),
             problem_name=self.problem_name,
         )
@@ -274,6 +282,7 @@ def read_ts(
     *,
     max_bytes: int = _DEFAULT_MAX_BYTES,
     max_series: int = _DEFAULT_MAX_SERIES,
+    labels_required: bool = True,
 ) -> TsData:
     """Read a classification or regression problem in the sktime/aeon ``.ts`` format.
 
@@ -287,6 +296,9 @@ def read_ts(
         path: The ``.ts`` file.
         max_bytes: Refuse files larger than this (checked before reading).
         max_series: Refuse files with more series than this.
+        labels_required: ``False`` also reads series to predict: a file declaring neither
+            ``@classLabel true`` nor ``@targetLabel true`` has rows of dimensions only, and the
+            result has no labels (``labels`` is empty, ``task`` is ``"unlabelled"``).
 
     Returns:
         A :class:`TsData` whose labels index its ``class_names`` (classification) or are the
@@ -306,6 +318,10 @@ def read_ts(
         >>> data = read_ts(path)
         >>> data.task, data.labels.tolist(), data.class_names
         ('regression', [0.25, -3.0], ())
+        >>> _ = path.write_text("@classLabel false\\n@data\\n1,2,3:4,5,6\\n7:8\\n")
+        >>> data = read_ts(path, labels_required=False)
+        >>> data.task, [s.shape for s in data.sequences]
+        ('unlabelled', [(3, 2), (1, 2)])
     """
     max_bytes = check.int_at_least("max_bytes", max_bytes, 1)
     max_series = check.int_at_least("max_series", max_series, 1)
@@ -315,7 +331,7 @@ def read_ts(
         raise ValueError(
             f"Expected `path` to be a .ts file of at most {max_bytes} bytes, but got {size} bytes."
         )
-    parser = _Parser(name, max_series)
+    parser = _Parser(name, max_series, check.boolean("labels_required", labels_required))
     with open(name, encoding="utf-8") as handle:
         for raw in handle:
             parser.feed(raw)
