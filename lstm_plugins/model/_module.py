@@ -248,7 +248,9 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         self._train_batch = batch
         output = self.encode_carrying_state(batch, batch_idx, "train")
         predictions = self.task.predictions(output.logits)
-        batch = batch._replace(targets=self.task.step_targets(batch.targets, batch.lengths))
+        targets = self.task.step_targets(batch.targets, batch.lengths)
+        if targets is not batch.targets:  # a per-step task masked padded steps
+            batch = batch._replace(targets=targets)
         task_loss = hook.compute_task_loss(model=self, batch=batch, output=output, predictions=predictions)
         if task_loss is None:
             task_loss = self.task.loss(predictions, batch.targets)
