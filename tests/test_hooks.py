@@ -231,9 +231,10 @@ def test_parameter_groups_metrics_and_callbacks_are_contributed():
     assert optimizer.param_groups[1]["lr"] == 0.5
     assert "top3" in model.test_metrics.keys(keep_base=True)
     from lstm_plugins.model._evaluation import EvaluationGuard
+    from lstm_plugins.training import FlushDenormals
 
-    # The core's guard (ends an evaluation that raises), then what techniques contribute.
-    assert [type(c) for c in model.configure_callbacks()] == [EvaluationGuard, Marker]
+    # The core's own (the evaluation guard, denormal flushing), then what techniques contribute.
+    assert [type(c) for c in model.configure_callbacks()] == [EvaluationGuard, FlushDenormals, Marker]
 
 
 def test_optimizer_is_fused_by_default_on_cpu():

@@ -70,7 +70,7 @@ def _configs(argv: Sequence[str]) -> Iterator[Any]:
 
 
 _TOP_LEVEL = ("seed_everything", "task", "threads", "checkpoint_every_n_epochs", "early_stopping", "trainer", "model",
-              "data", "ckpt_path", "weights_only", "plot", "output")
+              "data", "ckpt_path", "weights_only", "plot", "output", "input", "flush_denormals")
 
 
 def _check_top_level(config: dict[Any, Any]) -> None:

@@ -112,6 +112,8 @@ class LSTMPluginsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--task", type=Literal[tuple(TASK_CLASSES)], default=self.task,  # type: ignore[misc]
                             help="the task; picks the model and the data (read before anything else)")
+        parser.add_argument("--flush_denormals", type=bool, default=True,
+                            help="flush denormal floats to zero while training and evaluating (CPU speed)")
         parser.add_argument("--threads", type=int | None, default=DEFAULT_CONFIG["threads"],
                             help="intra-op CPU threads (torch.set_num_threads); null keeps torch's default")
         parser.add_argument("--checkpoint_every_n_epochs", type=int | None,
@@ -148,6 +150,9 @@ class LSTMPluginsCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, TypeError) as exc:
             raise keyed_error(exc, self.classes.data.__name__) from exc
+        flush = self._config_value("flush_denormals")
+        if flush is not None:  # read when the Trainer first attaches the model
+            self.model.flush_denormals = bool(flush)
 
     def _run_subcommand(self, subcommand: str) -> None:
         if self.print_only:  # `--print_config`: printed once everything was built (validated)

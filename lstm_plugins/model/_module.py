@@ -23,6 +23,7 @@ from lstm_plugins.model._tasks import Task
 from lstm_plugins.techniques._manager import build_technique_manager
 from lstm_plugins.techniques._registry import TechniqueSpec, resolve_technique, technique_specs
 from lstm_plugins.toolkit import log_due
+from lstm_plugins.training._denormals import FlushDenormals
 from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, configure_optimization
 from lstm_plugins.training._pickling import PER_PROCESS_ATTRIBUTES, unshare_tensors
 from lstm_plugins.training._state import load_state, restore_rng, save_state
@@ -105,6 +106,10 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         the task carries state; the training one is kept in checkpoints."""
         self._steps_ended = 0  # optimizer steps whose on_train_step_end has fired
         self._callbacks: list[Callback] | None = None
+        self.flush_denormals = True
+        """Flush denormal floats to zero while a Trainer runs this model (fit, validate, test,
+        predict), restoring the setting afterwards; set it to ``False`` before the Trainer first
+        attaches the model to keep denormals (see :class:`lstm_plugins.training.FlushDenormals`)."""
 
     def _check_task_network(self) -> None:
         if self.task.carries_state and self.recurrence is not None:
@@ -358,7 +363,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         # already holds (from an earlier fit) are not returned again, which would make Lightning
         # replace them and announce it.
         if self._callbacks is None:
-            self._callbacks = [EvaluationGuard()]
+            self._callbacks = [EvaluationGuard(), *([FlushDenormals()] if self.flush_denormals else [])]
             for contributed in self._hook.configure_callbacks(model=self):
                 self._callbacks.extend([contributed] if isinstance(contributed, Callback) else contributed)
         attached = {id(callback) for callback in getattr(self._trainer, "callbacks", ())}
