@@ -199,7 +199,8 @@ CATALOGUE: list[Row] = [
         "Unknown key 'epochs' in `trainer`. Allowed keys: accelerator, "),
     Row("config", "`modle: {}` (unknown section)", lambda: _cli("modle: {}"), ConfigError,
         "Unknown key(s) 'modle' in the config. Allowed keys: checkpoint_every_n_epochs, ckpt_path, data, "
-        "early_stopping, model, output, plot, seed_everything, task, threads, trainer, weights_only."),
+        "early_stopping, flush_denormals, input, model, output, plot, seed_everything, task, threads, trainer, "
+        "weights_only."),
     Row("config", "`model: {hidden: 3}` (unknown model key)", lambda: _cli("model: {hidden: 3}"), ConfigError,
         "Unknown key 'hidden' in `model`. Allowed keys: bidirectional, hidden_size, "),
     Row("config", "`checkpoint_every_n_epochs: 0`", lambda: _cli("checkpoint_every_n_epochs: 0"), ConfigError,
