@@ -129,12 +129,15 @@ class PaddedEpochs:
         self.train = datamodule.train_dataset
         self.val = datamodule.val_dataset
         self.batch_size = datamodule.batch_size
-        # The library's shuffling order (seed, epoch), so both sides see the same batches.
-        self.sampler = datamodule.train_dataloader().sampler
+        # The library's batches (seed, epoch): random or length-aware, so both sides see the same batches.
+        self.batches = datamodule.train_dataloader().batch_sampler
+        val = datamodule.val_dataloader()
+        self.val_batch_sampler = None if isinstance(val, list) else val.batch_sampler
 
-    def order(self, epoch: int) -> torch.Tensor:
-        self.sampler.set_epoch(epoch)
-        return torch.tensor(list(self.sampler), dtype=torch.int64)
+    def batch_indices(self, epoch: int) -> list[torch.Tensor]:
+        set_epoch = getattr(self.batches, "set_epoch", None) or self.batches.sampler.set_epoch
+        set_epoch(epoch)
+        return [torch.tensor(indices, dtype=torch.int64) for indices in self.batches]
 
     @staticmethod
     def batch(dataset: Any, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,17 +146,14 @@ class PaddedEpochs:
         return features, lengths, dataset.targets.index_select(0, index)
 
     def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        order = self.order(epoch)
-        for start in range(0, order.numel(), self.batch_size):
-            yield self.batch(self.train, order[start : start + self.batch_size])
+        for index in self.batch_indices(epoch):
+            yield self.batch(self.train, index)
 
     def val_batches(self) -> Iterator[Any]:
         from lstm_plugins.data import SequenceBatch
 
-        count = len(self.val)
-        for start in range(0, count, self.batch_size):
-            index = torch.arange(start, min(start + self.batch_size, count))
-            yield SequenceBatch(*self.batch(self.val, index))
+        for indices in self.val_batch_sampler or []:  # the library's validation order (by length)
+            yield SequenceBatch(*self.batch(self.val, torch.tensor(indices, dtype=torch.int64)))
 
 
 def hand_epochs(loop: HandLoop, data: PaddedEpochs, epochs: int, losses: list[float] | None = None) -> list[float]:

@@ -9,6 +9,7 @@ Example:
 """
 
 from lstm_plugins.data._adding import MEAN_PREDICTOR_MSE, AddingProblemDataModule, adding_problem
+from lstm_plugins.data._buckets import LengthBucketBatchSampler, length_batching_pays, padding_fraction
 from lstm_plugins.data._batch import PaddedSequenceDataset, SequenceBatch, collate_sequence_batch
 from lstm_plugins.data._datamodule import SequenceDataModule
 from lstm_plugins.data._forecasting import ForecastingDataModule, ForecastStatistics
@@ -29,6 +30,7 @@ __all__ = [
     "ForecastStatistics",
     "ForecastingDataModule",
     "JapaneseVowelsDataModule",
+    "LengthBucketBatchSampler",
     "MEAN_PREDICTOR_MSE",
     "PaddedSequenceDataset",
     "PredictionLoaders",
@@ -48,9 +50,11 @@ __all__ = [
     "adding_problem",
     "collate_sequence_batch",
     "collate_step_batch",
+    "length_batching_pays",
     "load_japanese_vowels",
     "load_shakespeare",
     "load_tecator",
+    "padding_fraction",
     "prediction_loader",
     "read_series_csv",
     "read_ts",

@@ -54,6 +54,11 @@ class SequenceDataModule(PredictionLoaders, SplitLoaders, pl.LightningDataModule
         standardize: whether to standardise features with training statistics.
         seed: seed of the validation split and of the training shuffle order.
         num_workers: ``DataLoader`` worker processes.
+        length_batching: batch training sequences of similar length together and sort
+            evaluation batches by length (less padding, faster epochs); ``None`` turns it on when
+            the training lengths vary enough to pay (see :class:`SplitLoaders`). Off by default:
+            on JapaneseVowels it saved 12-15 % of an epoch and cost 0.65 points of mean test
+            accuracy over 5 seeds (one seed 3.8 points lower), so it is not yet a default.
 
     Example:
         >>> import numpy as np
@@ -66,8 +71,8 @@ class SequenceDataModule(PredictionLoaders, SplitLoaders, pl.LightningDataModule
         >>> batch.features.shape[0], batch.lengths.dtype
         (8, torch.int64)
         >>> dm = SequenceDataModule(sequences, rng.normal(10.0, 2.0, size=(40, 2)), task="regression")
-        >>> dm.num_outputs, dm.num_classes, next(iter(dm.train_dataloader())).targets.shape
-        (2, None, torch.Size([32, 2]))
+        >>> dm.num_outputs, dm.num_classes, next(iter(dm.train_dataloader())).targets.shape[1]
+        (2, None, 2)
     """
 
     collate_fn = staticmethod(collate_sequence_batch)
@@ -90,8 +95,10 @@ class SequenceDataModule(PredictionLoaders, SplitLoaders, pl.LightningDataModule
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        length_batching: bool | None = False,
     ) -> None:
         super().__init__()
+        self.length_batching = None if length_batching is None else check.boolean("length_batching", length_batching)
         self.batch_size = check.int_at_least("batch_size", batch_size, 1)
         self.num_workers = check.int_at_least("num_workers", num_workers, 0)
         self.seed = check.int_at_least("seed", seed, 0)

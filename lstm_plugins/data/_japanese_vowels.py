@@ -62,6 +62,7 @@ class JapaneseVowelsDataModule(SequenceDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        length_batching: bool | None = False,
     ) -> None:
         train, test = load_japanese_vowels()
         super().__init__(
@@ -76,4 +77,5 @@ class JapaneseVowelsDataModule(SequenceDataModule):
             standardize=standardize,
             seed=seed,
             num_workers=num_workers,
+            length_batching=length_batching,
         )

@@ -52,7 +52,8 @@ class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
         class_names: one name per class; defaults to ``"0"``, ``"1"``, ...
         val_fraction: share of the training sequences moved to validation, in ``[0, 1)``
             (default 0.1 without ``val_sequences``); ``0`` disables validation.
-        batch_size, standardize, seed, num_workers: as for :class:`SequenceDataModule`.
+        batch_size, standardize, seed, num_workers, length_batching: as for
+            :class:`SequenceDataModule`.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -87,8 +88,10 @@ class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        length_batching: bool | None = False,
     ) -> None:
         super().__init__()
+        self.length_batching = None if length_batching is None else check.boolean("length_batching", length_batching)
         self.batch_size = check.int_at_least("batch_size", batch_size, 1)
         self.num_workers = check.int_at_least("num_workers", num_workers, 0)
         self.seed = check.int_at_least("seed", seed, 0)

@@ -9,6 +9,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from lstm_plugins.data._buckets import LengthBucketBatchSampler, length_batching_pays
+from lstm_plugins.data._predict import LengthSortedSampler
+
 __all__ = ["EpochShuffleSampler", "ResumableDataLoader", "SplitLoaders"]
 
 
@@ -105,15 +108,24 @@ class SplitLoaders:
 
     A data module defines ``_dataset(name)`` (``"train"``, ``"val"``, ``"test"``: the split's
     dataset, or ``None`` when it has none), ``batch_size``, ``seed`` and ``num_workers``; it may
-    set ``collate_fn`` and ``missing_test`` (the message when there is no test split). Training
-    batches are shuffled per epoch from ``(seed, epoch)`` and resumable mid-epoch; evaluation
-    batches come in order.
+    set ``collate_fn``, ``missing_test`` (the message when there is no test split) and
+    ``length_batching``. Training batches are shuffled per epoch from ``(seed, epoch)`` and
+    resumable mid-epoch; evaluation batches come in order.
+
+    Length-aware batching (``length_batching``: ``True``, ``False`` or ``None`` for automatic):
+    training batches come from a :class:`LengthBucketBatchSampler` (sequences of similar length
+    together) and validation and test batches are sorted by length (longest first), so batches
+    pad little. ``None`` turns it on when the training split's lengths vary enough to pay
+    (:func:`length_batching_pays`: random batches would be over 10% padding), which never
+    happens with equal lengths. Off, training batches are random and evaluation batches in
+    dataset order.
     """
 
     batch_size: int
     seed: int
     num_workers: int
     collate_fn: Any = None
+    length_batching: bool | None = None
     missing_test = "Expected test data for `test_dataloader`, but the data module has none."
 
     def _dataset(self, name: str) -> Any:
@@ -136,32 +148,51 @@ class SplitLoaders:
         """The test split, or ``None``."""
         return self._dataset("test")
 
+    @property
+    def uses_length_batching(self) -> bool:
+        """Whether the loaders batch by length (``length_batching``, or the automatic rule)."""
+        lengths = getattr(self.train_dataset, "lengths", None)
+        if self.length_batching is not None:
+            if self.length_batching and lengths is None:
+                raise ValueError(
+                    "Expected a training dataset with `lengths` for `length_batching=True`, but "
+                    f"{type(self.train_dataset).__name__} has none."
+                )
+            return self.length_batching
+        return lengths is not None and length_batching_pays(lengths, self.batch_size)
+
     def _loader(self, dataset: Any, *, shuffle: bool) -> DataLoader[Any]:
-        return (ResumableDataLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(dataset, self.seed) if shuffle else None,
+        common: dict[str, Any] = {
             # A loader of its own seeds each iterator (worker seeds) from this generator, so
             # creating iterators never draws from the global stream that dropout masks use.
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=type(self).collate_fn,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+            "generator": torch.Generator().manual_seed(self.seed),
+            "collate_fn": type(self).collate_fn,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+        }
+        by_length = self.uses_length_batching and getattr(dataset, "lengths", None) is not None
+        if shuffle and by_length:
+            batches = LengthBucketBatchSampler(dataset.lengths, self.batch_size, seed=self.seed)
+            return ResumableDataLoader(dataset, batch_sampler=batches, **common)
+        if shuffle:
+            return ResumableDataLoader(
+                dataset, batch_size=self.batch_size, sampler=EpochShuffleSampler(dataset, self.seed), **common
+            )
+        sampler = LengthSortedSampler(dataset.lengths) if by_length else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader[Any]:
         """Shuffled training batches; the order is reproducible for a given ``seed``."""
         return self._loader(self.train_dataset, shuffle=True)
 
     def val_dataloader(self) -> DataLoader[Any] | list[DataLoader[Any]]:
-        """Validation batches in order, or ``[]`` without validation."""
+        """Validation batches (sorted by length with length batching), or ``[]`` without validation."""
         dataset = self.val_dataset
         return [] if dataset is None else self._loader(dataset, shuffle=False)
 
     def test_dataloader(self) -> DataLoader[Any]:
-        """Test batches in order (``ValueError`` without test data)."""
+        """Test batches (sorted by length with length batching; ``ValueError`` without test data)."""
         dataset = self.test_dataset
         if dataset is None:
             raise ValueError(self.missing_test)
         return self._loader(dataset, shuffle=False)
-

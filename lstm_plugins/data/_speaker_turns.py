@@ -98,7 +98,8 @@ class SpeakerTurnsDataModule(SequenceLabellingDataModule):
         min_turns, max_turns: utterances per recording, each by a different speaker.
         val_fraction: share of each speaker's training utterances held out for validation.
         recording_seed: seed of the utterance split and the recordings.
-        batch_size, standardize, seed, num_workers: as for :class:`SequenceLabellingDataModule`.
+        batch_size, standardize, seed, num_workers, length_batching: as for
+            :class:`SequenceLabellingDataModule`.
 
     Example:
         >>> dm = SpeakerTurnsDataModule(num_train=40, num_val=8, num_test=10)
@@ -120,6 +121,7 @@ class SpeakerTurnsDataModule(SequenceLabellingDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        length_batching: bool | None = False,
     ) -> None:
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             check.positive_int(name, value)
@@ -140,4 +142,5 @@ class SpeakerTurnsDataModule(SequenceLabellingDataModule):
             train_sequences, train_labels, test_sequences, test_labels, **validation,
             num_classes=len(train.class_names), class_names=train.class_names, batch_size=batch_size,
             standardize=standardize, seed=seed, num_workers=num_workers,
+            length_batching=length_batching,
         )

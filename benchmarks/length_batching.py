@@ -1,0 +1,127 @@
+"""Length-aware batching against random batching: epoch time and test accuracy.
+
+The default ``lstm-plugins fit`` run (``build_run`` with the CLI's default config and Trainer, on
+the CPU) on data with spread lengths: JapaneseVowels (7-29 frames) and, with
+``--task sequence_labelling``, the constructed speaker-turn recordings (21-81 frames). The same
+run with ``length_batching`` on (the default for these data) and off (random batches, evaluation
+in dataset order).
+
+* speed: paired rounds; each round fits both settings (alternating which goes first) for
+  ``--epochs`` epochs and times an epoch from one ``on_train_epoch_start`` to the next (training,
+  validation, checkpoint); the first epoch is skipped. The figure is the median over rounds of
+  random / bucketed epoch time.
+* accuracy: ``--seeds`` full fits per setting (``--fit-epochs``, the CLI's 100 by default),
+  ``seed_everything`` and the data seed both the seed; test accuracy of the last epoch.
+
+    python benchmarks/length_batching.py                  # JapaneseVowels
+    python benchmarks/length_batching.py --task sequence_labelling --fit-epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class EpochClock(pl.Callback):
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.stamps.append(time.perf_counter())
+
+
+def config(task: str, seed: int, workdir: str, **trainer: Any) -> dict[str, Any]:
+    from lstm_plugins.cli import DEFAULT_CONFIG
+
+    if task == "classification":
+        result = copy.deepcopy(DEFAULT_CONFIG)
+    else:
+        result = {"task": task, "trainer": copy.deepcopy(DEFAULT_CONFIG["trainer"]), "data": {}}
+    result["seed_everything"] = seed
+    result["data"]["seed"] = seed
+    result["trainer"].update(accelerator="cpu", default_root_dir=workdir, **trainer)
+    return result
+
+
+def fit(task: str, length_batching: bool, seed: int, workdir: str, epochs: int, test: bool = False) -> dict[str, Any]:
+    from lstm_plugins.cli import build_run
+    from lstm_plugins.data import padding_fraction
+
+    datamodule, model, trainer = build_run(config(task, seed, workdir, max_epochs=epochs))
+    datamodule.length_batching = length_batching
+    clock = EpochClock()
+    trainer.callbacks.append(clock)
+    sink = open(os.devnull, "w")
+    with warnings.catch_warnings(), sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=datamodule)
+        metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0] if test else {}
+    loader = datamodule.train_dataloader()
+    lengths = datamodule.train_dataset.lengths
+    epoch_times = [b - a for a, b in zip(clock.stamps[1:], clock.stamps[2:])]
+    return {
+        "epoch": statistics.median(epoch_times) if epoch_times else float("nan"),
+        "padding": padding_fraction(lengths, list(loader.batch_sampler)),
+        "accuracy": metrics.get("test/accuracy"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="classification", choices=["classification", "sequence_labelling"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per timed fit (the first is skipped)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--fit-epochs", type=int, default=100, help="epochs per accuracy fit")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    options = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as workdir:
+        ratios, times = [], {True: [], False: []}
+        padding = {}
+        for round_ in range(options.rounds):
+            order = (False, True) if round_ % 2 == 0 else (True, False)
+            result = {on: fit(options.task, on, 0, workdir, options.epochs) for on in order}
+            for on in (True, False):
+                times[on].append(result[on]["epoch"])
+                padding[on] = result[on]["padding"]
+            ratios.append(result[False]["epoch"] / result[True]["epoch"])
+            print(f"round {round_}: random {result[False]['epoch']:.3f}s bucketed {result[True]['epoch']:.3f}s "
+                  f"ratio {ratios[-1]:.2f}", flush=True)
+        print(f"\n{options.task}: training padding random {padding[False]:.1%}, bucketed {padding[True]:.1%}")
+        print(f"epoch time: random {statistics.median(times[False]):.3f}s, bucketed "
+              f"{statistics.median(times[True]):.3f}s; speed-up (median of paired ratios) "
+              f"{statistics.median(ratios):.2f}x over {len(ratios)} rounds "
+              f"(range {min(ratios):.2f}-{max(ratios):.2f})")
+        if options.skip_accuracy:
+            return
+        accuracy: dict[bool, list[float]] = {True: [], False: []}
+        for seed in range(options.seeds):
+            for on in (False, True):
+                accuracy[on].append(float(fit(options.task, on, seed, workdir, options.fit_epochs, test=True)["accuracy"]))
+            print(f"seed {seed}: test accuracy random {accuracy[False][-1]:.4f} bucketed {accuracy[True][-1]:.4f}",
+                  flush=True)
+        for on, name in ((False, "random"), (True, "bucketed")):
+            values = accuracy[on]
+            print(f"{name}: test accuracy mean {statistics.mean(values):.4f} "
+                  f"(sd {statistics.pstdev(values):.4f}) over {len(values)} seeds: {[round(v, 4) for v in values]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
