@@ -91,10 +91,7 @@ class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
         length_batching: bool | None = False,
     ) -> None:
         super().__init__()
-        self.length_batching = None if length_batching is None else check.boolean("length_batching", length_batching)
-        self.batch_size = check.int_at_least("batch_size", batch_size, 1)
-        self.num_workers = check.int_at_least("num_workers", num_workers, 0)
-        self.seed = check.int_at_least("seed", seed, 0)
+        self.set_loading(batch_size, seed, num_workers, length_batching)
         self.standardize = check.boolean("standardize", standardize)
         if val_sequences is not None and val_fraction is not None:
             raise ValueError(

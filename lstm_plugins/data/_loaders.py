@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from lstm_plugins import validation as check
 from lstm_plugins.data._buckets import LengthBucketBatchSampler, length_batching_pays
 from lstm_plugins.data._predict import LengthSortedSampler
 
@@ -127,6 +128,15 @@ class SplitLoaders:
     collate_fn: Any = None
     length_batching: bool | None = None
     missing_test = "Expected test data for `test_dataloader`, but the data module has none."
+
+    def set_loading(
+        self, batch_size: int, seed: int, num_workers: int, length_batching: bool | None = False
+    ) -> None:
+        """Check and keep the loader settings (called from the data module's ``__init__``)."""
+        self.batch_size = check.int_at_least("batch_size", batch_size, 1)
+        self.seed = check.int_at_least("seed", seed, 0)
+        self.num_workers = check.int_at_least("num_workers", num_workers, 0)
+        self.length_batching = None if length_batching is None else check.boolean("length_batching", length_batching)
 
     def _dataset(self, name: str) -> Any:
         raise NotImplementedError
