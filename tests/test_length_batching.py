@@ -182,3 +182,16 @@ def test_fit_with_length_batching():
     assert trainer.global_step == 2 * len(dm.train_dataloader())
     assert trainer.train_dataloader.batch_sampler.epoch == 1  # Lightning set the epoch
     assert np.isfinite(trainer.test(model, datamodule=dm, verbose=False)[0]["test/accuracy"])
+
+
+def test_the_cli_turns_length_batching_on_for_a_config(tmp_path, monkeypatch):
+    from lstm_plugins import cli
+
+    monkeypatch.chdir(tmp_path)
+    datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}, "data": {"length_batching": True}})
+    assert datamodule.uses_length_batching
+    datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}})
+    assert not datamodule.uses_length_batching
+    labelling, _, _ = cli.build_run({"task": "sequence_labelling", "model": {"hidden_size": 8},
+                                     "data": {"num_train": 40, "num_val": 8, "num_test": 8, "length_batching": None}})
+    assert labelling.uses_length_batching  # automatic: speaker turns vary in length

@@ -59,12 +59,13 @@ def classification_data(
     standardize: bool = True,
     seed: int = 0,
     num_workers: int = 0,
+    length_batching: bool | None = False,
 ) -> LightningDataModule:
     """Classification data: the embedded JapaneseVowels, or ``.ts`` files (``train``, ``test``)."""
     from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
 
     options = dict(batch_size=batch_size, val_fraction=val_fraction, standardize=standardize, seed=seed,
-                   num_workers=num_workers)
+                   num_workers=num_workers, length_batching=length_batching)
     if _files("classification", dataset, "japanese_vowels", "train", {"train": train, "test": test}, ".ts files"):
         return JapaneseVowelsDataModule(**options)
     return SequenceDataModule.from_ts_files(_path(train), _path(test), task="classification", **options)
@@ -120,6 +121,7 @@ def sequence_labelling_data(
     standardize: bool = True,
     seed: int = 0,
     num_workers: int = 0,
+    length_batching: bool | None = False,
 ) -> LightningDataModule:
     """Sequence labelling data: recordings of 2-4 JapaneseVowels speakers talking in turns."""
     from lstm_plugins.data import SpeakerTurnsDataModule
@@ -127,7 +129,7 @@ def sequence_labelling_data(
     return SpeakerTurnsDataModule(
         num_train=num_train, num_val=num_val, num_test=num_test, min_turns=min_turns, max_turns=max_turns,
         val_fraction=val_fraction, recording_seed=recording_seed, batch_size=batch_size, standardize=standardize,
-        seed=seed, num_workers=num_workers,
+        seed=seed, num_workers=num_workers, length_batching=length_batching,
     )
 
 
