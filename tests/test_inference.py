@@ -203,3 +203,15 @@ def test_predictions_end_to_end_to_csv(tmp_path):
     path = write_predictions_csv(tmp_path / "p.csv", range(len(sequences)), probabilities, ["x", "y", "z"])
     rows = _read(path)[1:]
     assert [int(r[1]) for r in rows] == probabilities.argmax(1).tolist()
+
+
+def test_a_failed_write_keeps_the_file_that_stood_there(tmp_path):
+    from lstm_plugins._files import replaced_atomically
+
+    target = tmp_path / "predictions.csv"
+    target.write_text("good")
+    with pytest.raises(RuntimeError):
+        with replaced_atomically(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "good" and list(tmp_path.iterdir()) == [target]

@@ -527,3 +527,18 @@ def test_a_ddp_fit_resumed_mid_epoch_is_exact(ddp_run):
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "ddp":
     warnings.filterwarnings("ignore")
     _ddp_main(sys.argv[2], Path(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
+
+
+def test_a_carried_state_of_the_wrong_shape_is_refused_naming_the_key():
+    from lstm_plugins.model import LSTMLanguageModel
+
+    model = LSTMLanguageModel(11, embedding_size=4, hidden_size=8)
+    model.carried_state["train"] = (torch.zeros(1, 3, 8), torch.zeros(1, 3, 8))
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    other = LSTMLanguageModel(11, embedding_size=4, hidden_size=16)
+    with pytest.raises(ValueError, match="`carried_state` holds"):
+        other.on_load_checkpoint(checkpoint)
+    same = LSTMLanguageModel(11, embedding_size=4, hidden_size=8)
+    same.on_load_checkpoint(checkpoint)
+    assert same.carried_state["train"][0].shape == (1, 3, 8)

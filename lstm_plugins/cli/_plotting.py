@@ -33,6 +33,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
+from lstm_plugins._files import replaced_atomically
 from lstm_plugins.toolkit import log_due, log_step, parameters_with_gradients, total_gradient_norm
 
 __all__ = ["MetricHistory", "plot_from_log", "plot_run", "require_matplotlib"]
@@ -279,9 +280,11 @@ def plot_run(
         figure.suptitle(title)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        with replaced_atomically(path) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from lstm_plugins import validation as check
+from lstm_plugins._files import replaced_atomically
 from lstm_plugins.data._predict import resolve_standardization
 from lstm_plugins.model._inference import is_classifying
 
@@ -188,7 +189,6 @@ def export_model(
         _require("onnxruntime")
     softmax = probabilities and is_classifying(model.task)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     was_training = model.training
@@ -197,44 +197,45 @@ def export_model(
     if callable(start):
         start("predict")
     try:
-        lengths = [7] * 3 if model.task.carries_state else [7, 2, 5]
-        example = _example(model, 3, 7, lengths, torch.Generator().manual_seed(0))
-        output_axes = {0: "batch", 1: "time"} if model.task.per_step else {0: "batch"}
-        graph = _ServingGraph(model, statistics, softmax)
-        with warnings.catch_warnings(), torch.no_grad():
-            # Known and harmless here (parity is checked below): the forward pass's shape checks
-            # trace as constants (the input size is fixed); the last-step index is never negative
-            # (lengths >= 1); the LSTM's zero initial state is built from the batch's own size; and
-            # the TorchScript-based exporter announces its deprecation.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
-            warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-            torch.onnx.export(
-                graph, example, os.fspath(path), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                dynamic_axes={"features": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, OUTPUT_NAME: output_axes},
-                opset_version=opset_version, do_constant_folding=True, **_TORCHSCRIPT_EXPORTER,
-            )
-        exported = onnx.load(os.fspath(path))
-        output = "probabilities" if softmax else ("scores" if is_classifying(model.task) else "values")
-        metadata = {
-            "lstm_plugins.task": str(getattr(model.task, "name", type(model.task).__name__)),
-            "lstm_plugins.output": output,
-            "lstm_plugins.standardized_inside": json.dumps(statistics is not None),
-        }
-        if class_names is not None:
-            metadata["lstm_plugins.class_names"] = json.dumps([str(name) for name in class_names])
-        for key, value in metadata.items():
-            exported.metadata_props.add(key=key, value=value)
-        onnx.save(exported, os.fspath(path))
-        if check_parity:
-            worst = exported_parity(path, model, standardize=standardize, probabilities=probabilities)
-            if not worst <= tolerance:
-                raise RuntimeError(
-                    f"The exported graph differs from the model by up to {worst:.3g} (> {tolerance:g}); "
-                    "a technique's forward pass may not trace to a graph with free sequence lengths."
+        with replaced_atomically(path) as temporary:
+            lengths = [7] * 3 if model.task.carries_state else [7, 2, 5]
+            example = _example(model, 3, 7, lengths, torch.Generator().manual_seed(0))
+            output_axes = {0: "batch", 1: "time"} if model.task.per_step else {0: "batch"}
+            graph = _ServingGraph(model, statistics, softmax)
+            with warnings.catch_warnings(), torch.no_grad():
+                # Known and harmless here (parity is checked below): the forward pass's shape checks
+                # trace as constants (the input size is fixed); the last-step index is never negative
+                # (lengths >= 1); the LSTM's zero initial state is built from the batch's own size; and
+                # the TorchScript-based exporter announces its deprecation.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+                warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+                warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+                torch.onnx.export(
+                    graph, example, os.fspath(temporary), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                    dynamic_axes={"features": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, OUTPUT_NAME: output_axes},
+                    opset_version=opset_version, do_constant_folding=True, **_TORCHSCRIPT_EXPORTER,
                 )
+            exported = onnx.load(os.fspath(temporary))
+            output = "probabilities" if softmax else ("scores" if is_classifying(model.task) else "values")
+            metadata = {
+                "lstm_plugins.task": str(getattr(model.task, "name", type(model.task).__name__)),
+                "lstm_plugins.output": output,
+                "lstm_plugins.standardized_inside": json.dumps(statistics is not None),
+            }
+            if class_names is not None:
+                metadata["lstm_plugins.class_names"] = json.dumps([str(name) for name in class_names])
+            for key, value in metadata.items():
+                exported.metadata_props.add(key=key, value=value)
+            onnx.save(exported, os.fspath(temporary))
+            if check_parity:
+                worst = exported_parity(temporary, model, standardize=standardize, probabilities=probabilities)
+                if not worst <= tolerance:
+                    raise RuntimeError(
+                        f"The exported graph differs from the model by up to {worst:.3g} (> {tolerance:g}); "
+                        "a technique's forward pass may not trace to a graph with free sequence lengths."
+                    )
     finally:
         end = getattr(model, "end_evaluation", None)
         if callable(end):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lstm_plugins import validation as check
+from lstm_plugins._files import replaced_atomically
 from lstm_plugins.data._arrays import as_sequence_arrays
 from lstm_plugins.data._predict import length_batches, resolve_standardization, standardize_values
 
@@ -221,8 +222,8 @@ def write_predictions_csv(
     else:
         header += ["value"] if width == 1 else [f"value_{i}" for i in range(width)]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    # Written beside the target and moved into place: an interrupted write keeps the old file.
+    with replaced_atomically(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for identifier, row in zip(ids, rows):

@@ -113,7 +113,16 @@ def load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | No
         if carried[0].dim() == 3:  # written by one process without the process dimension
             carried = [tensor.unsqueeze(0) for tensor in carried]
         if carried[0].dim() == 4 and carried[0].size(0) == world_size:  # this process's own streams
-            model.carried_state["train"] = (carried[0][rank], carried[1][rank])
+            h, c = carried[0][rank], carried[1][rank]
+            lstm = model.lstm
+            expected = (lstm.num_layers * (2 if lstm.bidirectional else 1), lstm.hidden_size)
+            if h.shape != c.shape or h.dim() != 3 or (h.shape[0], h.shape[2]) != expected:
+                raise ValueError(
+                    f"Checkpoint key `carried_state` holds (h, c) of shapes {tuple(h.shape)} and {tuple(c.shape)}, "
+                    f"but this model's LSTM carries (layers * directions, streams, hidden) = ({expected[0]}, *, "
+                    f"{expected[1]})."
+                )
+            model.carried_state["train"] = (h, c)
         elif carried[0].dim() == 4:
             warnings.warn(
                 f"The checkpoint carries the LSTM state of {carried[0].size(0)} processes' streams, but "
