@@ -51,7 +51,7 @@ def _files(task: str, dataset: str | None, default: str, first: str, given: dict
 
 
 def classification_data(
-    dataset: Literal["japanese_vowels"] | None = "japanese_vowels",
+    dataset: Literal["japanese_vowels", "gun_point", "arrow_head", "plaid"] | None = "japanese_vowels",
     train: Path_fr | None = None,
     test: Path_fr | None = None,
     batch_size: int = 16,
@@ -61,13 +61,17 @@ def classification_data(
     num_workers: int = 0,
     length_batching: bool | None = False,
 ) -> LightningDataModule:
-    """Classification data: the embedded JapaneseVowels, or ``.ts`` files (``train``, ``test``)."""
-    from lstm_plugins.data import JapaneseVowelsDataModule, SequenceDataModule
+    """Classification data: an embedded set (JapaneseVowels, or the archive's GunPoint, ArrowHead
+    and PLAID), or ``.ts`` files (``train``, ``test``)."""
+    from lstm_plugins.data import ArchiveDataModule, JapaneseVowelsDataModule, SequenceDataModule
 
     options = dict(batch_size=batch_size, val_fraction=val_fraction, standardize=standardize, seed=seed,
                    num_workers=num_workers, length_batching=length_batching)
-    if _files("classification", dataset, "japanese_vowels", "train", {"train": train, "test": test}, ".ts files"):
+    embedded = _files("classification", dataset, "japanese_vowels", "train", {"train": train, "test": test}, ".ts files")
+    if embedded == "japanese_vowels":
         return JapaneseVowelsDataModule(**options)
+    if embedded is not None:
+        return ArchiveDataModule(embedded, **options)
     return SequenceDataModule.from_ts_files(_path(train), _path(test), task="classification", **options)
 
 

@@ -8,6 +8,7 @@ Example:
     (8, 12, 'cpu')
 """
 
+from lstm_plugins.data._archive import ARCHIVE_DATASETS, ArchiveDataModule, ArchiveName, load_archive
 from lstm_plugins.data._adding import MEAN_PREDICTOR_MSE, AddingProblemDataModule, adding_problem
 from lstm_plugins.data._buckets import LengthBucketBatchSampler, length_batching_pays, padding_fraction
 from lstm_plugins.data._batch import PaddedSequenceDataset, SequenceBatch, collate_sequence_batch
@@ -25,6 +26,9 @@ from lstm_plugins.data._text import TextChunkLoader, TextDataModule, Vocabulary,
 from lstm_plugins.data._ts import TsData, read_ts
 
 __all__ = [
+    "ARCHIVE_DATASETS",
+    "ArchiveDataModule",
+    "ArchiveName",
     "AddingProblemDataModule",
     "EMBEDDED_SERIES",
     "ForecastStatistics",
@@ -51,6 +55,7 @@ __all__ = [
     "collate_sequence_batch",
     "collate_step_batch",
     "length_batching_pays",
+    "load_archive",
     "load_japanese_vowels",
     "load_shakespeare",
     "load_tecator",
