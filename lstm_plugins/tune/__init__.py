@@ -1,0 +1,1 @@
+"""Hyper-parameter search on Optuna (the ``tune`` extra); imported only when used."""
