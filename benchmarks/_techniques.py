@@ -55,7 +55,7 @@ def noop_technique(index: int) -> Any:
             return None
 
         @hookimpl
-        def on_train_batch_end(self, batch_index):  # noqa: ANN001, ANN201
+        def on_train_step_end(self, step):  # noqa: ANN001, ANN201
             return None
 
     NoOp.__name__ = NoOp.__qualname__ = f"NoOp{index}"
@@ -75,23 +75,23 @@ def hook_dispatch(options: Any) -> list[Row]:
     hook = model.plugin_manager.hook_calls  # what the model calls on every step
 
     # The same 10 plugins in a bare pluggy manager: what pluggy's own dispatch costs.
-    from lstm_plugins import hookspecs
+    from lstm_plugins.techniques import hookspecs
 
     bare = pluggy.PluginManager("lstm_plugins")
     bare.add_hookspecs(hookspecs)
     for plugin in reversed([noop_technique(i) for i in range(NUM_PLUGINS)]):
         bare.register(plugin)
-    methods = [plugin.on_train_batch_end for plugin in plugins]
+    methods = [plugin.on_train_step_end for plugin in plugins]
     batch = synthetic_batches(TINY, 1, seed=0)[0]
 
-    def loop_call(model: Any, batch: Any, batch_index: int) -> None:
+    def loop_call(model: Any, batch: Any, step: int) -> None:
         for method in methods:
-            method(batch_index=batch_index)
+            method(step=step)
 
     namespace = {"hook": hook, "bare": bare.hook, "model": model, "batch": batch, "loop_call": loop_call}
     statements = {
-        "library hook": "hook.on_train_batch_end(model=model, batch=batch, batch_index=0)",
-        "bare pluggy": "bare.on_train_batch_end(model=model, batch=batch, batch_index=0)",
+        "library hook": "hook.on_train_step_end(model=model, batch=batch, step=0)",
+        "bare pluggy": "bare.on_train_step_end(model=model, batch=batch, step=0)",
         "plain loop": "loop_call(model, batch, 0)",
     }
     seconds = 0.05 if options.quick else 0.2
@@ -290,7 +290,7 @@ def run(options: Any) -> list[Table]:
     notes_dispatch = [
         "torch.utils.benchmark.Timer.blocked_autorange medians (same clock as the rest), variants alternated "
         "round by round; "
-        "each no-op plugin implements loss_terms, on_gradients_ready and on_train_batch_end",
+        "each no-op plugin implements loss_terms, on_gradients_ready and on_train_step_end",
     ]
     notes_direct = [
         "one training step's work without backward and the optimizer update, timed alone with "

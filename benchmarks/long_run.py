@@ -35,9 +35,23 @@ import torch  # noqa: E402
 from pytorch_lightning.callbacks import Callback  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger  # noqa: E402
 
-from lstm_plugins import LSTMClassifier, #, noqa:, E402
+from lstm_plugins import LSTMClassifier  # noqa: E402
 from lstm_plugins.data import SequenceDataModule  # noqa: E402
-from lstm_plugins.plugins import #, noqa:, E402, ActivationRegularization, AutoClipping, DecoupledWeightDecay, Dropout, ExplodingGradients, GateSaturation, GradientNorms, GradientReach, Initialization, L2Penalty, LockedDropout, NonFiniteGuard, WeightDrop
+from lstm_plugins.plugins import (  # noqa: E402
+    ActivationRegularization,
+    AutoClipping,
+    DecoupledWeightDecay,
+    Dropout,
+    ExplodingGradients,
+    GateSaturation,
+    GradientNorms,
+    GradientReach,
+    Initialization,
+    L2Penalty,
+    LockedDropout,
+    NonFiniteGuard,
+    WeightDrop,
+)
 
 
 def _status_mib(field: str) -> float:

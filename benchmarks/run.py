@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/run.py [--quick] [--only NAME[,NAME...]] [--markdown] [--threads N]
 
-Sections (``--only``): ``stack``, ``overhead``, ``techniques``, ``keras``, ``kernel``.
+Sections (``--only``): ``stack``, ``overhead``, ``techniques``, ``keras``, ``kernel``, ``long``,
+``lengths``, ``inference``, ``profile``, ``threads``.
 See ``benchmarks/README.md`` for what each measures and how to read the ratios.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SECTIONS = ("stack", "overhead", "techniques", "keras", "kernel")
+SECTIONS = ("stack", "overhead", "techniques", "keras", "kernel", "long", "lengths", "inference", "profile", "threads")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         metavar="NAME[,NAME...]",
         help=f"run only these sections: {', '.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny models and one round: checks that the sections run (for the test suite); measures nothing",
     )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument(
@@ -51,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
+    options.quick = options.quick or options.smoke
     selected = SECTIONS
     if options.only:
         selected = tuple(name.strip() for name in options.only.split(",") if name.strip())
@@ -95,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         "techniques": "_techniques",
         "keras": "_keras",
         "kernel": "_kernel",
+        "long": "_long",
+        "lengths": "_lengths",
+        "inference": "_inference",
+        "profile": "_profile",
+        "threads": "_threads",
     }
     budget_rows = []
     for name in SECTIONS:

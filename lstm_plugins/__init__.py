@@ -28,6 +28,7 @@ from lstm_plugins.techniques import (
     available_techniques,
     hookimpl,
 )
+from lstm_plugins.training import NonFiniteLossError
 
 try:
     __version__ = version("lstm-plugins")
@@ -40,6 +41,8 @@ __all__ = [
     "LSTMClassifier",
     "LSTMRegressor",
     "MetricHistory",
+    "NonFiniteLossError",
+    "NonFiniteLossError",
     "RegressionTask",
     "SequenceModel",
     "Task",

@@ -13,6 +13,7 @@ from lstm_plugins.plugins.auto_clipping import AutoClipping
 from lstm_plugins.plugins.dropout import Dropout
 from lstm_plugins.plugins.embedding_dropout import EmbeddingDropout
 from lstm_plugins.plugins.exploding_gradients import ExplodingGradients, GradientSpikeWarning
+from lstm_plugins.plugins.fcn_branch import FCNBranch
 from lstm_plugins.plugins.gate_saturation import GateSaturation
 from lstm_plugins.plugins.grad_norm import GradientNorms
 from lstm_plugins.plugins.gradient_clipping import GradientClipping
@@ -22,6 +23,7 @@ from lstm_plugins.plugins.l2 import L2Penalty
 from lstm_plugins.plugins.locked_dropout import LockedDropout
 from lstm_plugins.plugins.lr_schedule import LRSchedule
 from lstm_plugins.plugins.nonfinite_guard import NonFiniteGuard, NonFiniteStepError
+from lstm_plugins.plugins.summary import SequenceSummary
 from lstm_plugins.plugins.weight_decay import DecoupledWeightDecay
 from lstm_plugins.plugins.weight_drop import WeightDrop
 from lstm_plugins.plugins.zoneout import Zoneout
@@ -34,6 +36,7 @@ __all__ = [
     "Dropout",
     "EmbeddingDropout",
     "ExplodingGradients",
+    "FCNBranch",
     "GateSaturation",
     "GradientClipping",
     "GradientNorms",
@@ -45,6 +48,7 @@ __all__ = [
     "LockedDropout",
     "NonFiniteGuard",
     "NonFiniteStepError",
+    "SequenceSummary",
     "WeightDrop",
     "Zoneout",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -10,6 +11,7 @@ from torch import Tensor
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 from lstm_plugins.model import valid_step_mask
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 
 def _mean_over_valid_steps(values: Tensor, mask: Tensor) -> Tensor:
@@ -72,6 +74,10 @@ class ActivationRegularization(Technique):
     """
 
     name = "activation_regularization"
+
+    # Merity et al. (2018) use alpha=2, beta=1.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"alpha": FloatRange(0.1, 4.0, log=True),
+                                                         "beta": FloatRange(0.1, 2.0, log=True)}
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0) -> None:
         self.alpha = check.non_negative_float("alpha", alpha)

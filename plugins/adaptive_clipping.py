@@ -10,8 +10,8 @@ both run the same implementation on the same gradients.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from torch import Tensor
 from lstm_plugins import hookimpl, toolkit
 from lstm_plugins import validation as check
 from lstm_plugins.plugins._clipping import ClippingTechnique
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 _NAME = "adaptive_clipping"
 _GRADIENT_NORM_FLOOR = 1e-6  # as in the reference code: avoids dividing by a zero gradient norm
@@ -162,6 +163,9 @@ class AdaptiveGradientClipping(ClippingTechnique):
 
     name = _NAME
     exclusive = "gradient_clipping"
+
+    # Brock et al. (2021) found 0.01-0.16 best, depending on the batch size.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"clipping": FloatRange(0.001, 0.16, log=True)}
 
     def __init__(
         self,

@@ -10,8 +10,8 @@ implementation on the same gradients.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from torch import Tensor
 from lstm_plugins import hookimpl, toolkit
 from lstm_plugins import validation as check
 from lstm_plugins.plugins._clipping import ClippingTechnique
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 
 def norm_percentile(values: Tensor, percentile: float) -> Tensor:
@@ -251,6 +252,9 @@ class AutoClipping(ClippingTechnique):
 
     name = "auto_clipping"
     exclusive = "gradient_clipping"
+
+    # Seetharaman et al. (2020) use the 10th percentile; 5-50 spans mild to strong clipping.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"percentile": FloatRange(5.0, 50.0)}
 
     def __init__(
         self,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import nn
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 
 def dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, output: float = 0.0) -> None:
@@ -70,6 +72,10 @@ class Dropout(Technique):
     """
 
     name = "dropout"
+
+    # Zaremba et al. (2014): 0.1-0.5 (the README's typical span); `between_layers` is left out because a
+    # one-layer LSTM refuses it.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"input": FloatRange(0.0, 0.3), "output": FloatRange(0.0, 0.5)}
 
     def __init__(self, input: float = 0.0, between_layers: float = 0.0, output: float = 0.0) -> None:
         self.input = check.probability("input", input)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 
 def embedding_dropout(weight: Tensor, probability: float, training: bool = True) -> Tensor:
@@ -59,6 +61,9 @@ class EmbeddingDropout(Technique):
     """
 
     name = "embedding_dropout"
+
+    # Merity et al. (2018) use 0.1 on word embeddings.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"probability": FloatRange(0.0, 0.3)}
 
     def __init__(self, probability: float = 0.1) -> None:
         self.probability = check.probability("probability", probability)

@@ -18,6 +18,7 @@ from lstm_plugins.plugins.auto_clipping import auto_clipping
 from lstm_plugins.plugins.dropout import dropout
 from lstm_plugins.plugins.embedding_dropout import embedding_dropout
 from lstm_plugins.plugins.exploding_gradients import exploding_gradients
+from lstm_plugins.plugins.fcn_branch import fcn_branch
 from lstm_plugins.plugins.gate_saturation import gate_saturation
 from lstm_plugins.plugins.grad_norm import gradient_norms
 from lstm_plugins.plugins.gradient_clipping import gradient_clipping
@@ -27,6 +28,7 @@ from lstm_plugins.plugins.l2 import l2_penalty
 from lstm_plugins.plugins.locked_dropout import locked_dropout
 from lstm_plugins.plugins.lr_schedule import lr_schedule
 from lstm_plugins.plugins.nonfinite_guard import non_finite_guard
+from lstm_plugins.plugins.summary import sequence_summary
 from lstm_plugins.plugins.weight_decay import decoupled_weight_decay
 from lstm_plugins.plugins.weight_drop import weight_drop
 from lstm_plugins.plugins.zoneout import zoneout
@@ -39,6 +41,7 @@ __all__ = [
     "dropout",
     "embedding_dropout",
     "exploding_gradients",
+    "fcn_branch",
     "gate_saturation",
     "gradient_clipping",
     "gradient_norms",
@@ -48,6 +51,7 @@ __all__ = [
     "locked_dropout",
     "lr_schedule",
     "non_finite_guard",
+    "sequence_summary",
     "weight_drop",
     "zoneout",
 ]

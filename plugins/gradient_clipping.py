@@ -7,8 +7,8 @@ implementation on the same gradients.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -16,6 +16,7 @@ from torch import Tensor
 from lstm_plugins import hookimpl, toolkit
 from lstm_plugins import validation as check
 from lstm_plugins.plugins._clipping import ClippingTechnique
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 ClippingMode = Literal["norm", "value"]
 
@@ -136,6 +137,9 @@ class GradientClipping(ClippingTechnique):
 
     name = "gradient_clipping"
     exclusive = "gradient_clipping"
+
+    # Pascanu et al. (2013) clip at a few times the average norm: 1-10 is the usual span.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"threshold": FloatRange(0.1, 10.0, log=True)}
 
     def __init__(
         self,

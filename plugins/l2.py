@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 
 def select_parameters(
@@ -96,6 +97,9 @@ class L2Penalty(Technique):
     """
 
     name = "l2"
+
+    # Coupled L2 on LSTMs is usually 1e-6-1e-3 (the default stack uses 1e-5).
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"weight": FloatRange(1e-6, 1e-3, log=True)}
 
     def __init__(
         self, weight: float = 1e-4, include_biases: bool = False, parameters: Sequence[str] | None = None

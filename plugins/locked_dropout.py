@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 
 def locked_dropout(values: Tensor, probability: float, training: bool = True) -> Tensor:
@@ -70,6 +72,9 @@ class LockedDropout(Technique):
     """
 
     name = "locked_dropout"
+
+    # Gal & Ghahramani (2016), Merity et al. (2018): 0.1-0.5 on inputs and outputs.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"input": FloatRange(0.0, 0.5), "output": FloatRange(0.0, 0.5)}
 
     def __init__(self, input: float = 0.0, output: float = 0.0) -> None:
         self.input = check.probability("input", input)

@@ -9,7 +9,8 @@ configuration (one implementation).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 from pytorch_lightning import Callback
@@ -24,6 +25,7 @@ from lstm_plugins.plugins._lr_schedules import (
     check_arguments,
     check_warmup_fits,
 )
+from lstm_plugins.techniques import Choice, FloatRange, SearchValue
 
 ScheduleKind = Literal["cosine", "one_cycle", "plateau", "step"]
 PlateauMode = Literal["min", "max"]
@@ -217,6 +219,10 @@ class LRSchedule(Technique):
 
     name = "lr_schedule"
     exclusive = "lr_scheduler"
+
+    # Cosine decay (Loshchilov & Hutter 2017) to 0-20 % of the rate, one-cycle (Smith 2018), or step decay.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"kind": Choice("cosine", "one_cycle", "step"),
+                                                         "min_lr_ratio": FloatRange(0.0, 0.2)}
 
     def __init__(
         self,

@@ -82,6 +82,8 @@ class NonFiniteGuard(Technique):
     """
 
     name = "nonfinite_guard"
+    # Tells the core this technique skips non-finite steps itself, so its default stop steps aside.
+    skips_nonfinite_steps = True
 
     def __init__(self, max_consecutive_skips: int = 10, log_every_n_steps: int | None = None) -> None:
         self.max_consecutive_skips = check.positive_int("max_consecutive_skips", max_consecutive_skips)

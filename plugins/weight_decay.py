@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from torch import nn
 
 from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 DECOUPLED_OPTIMIZERS = ("adamw", "sgd")
 
@@ -91,6 +92,9 @@ class DecoupledWeightDecay(Technique):
     """
 
     name = "weight_decay"
+
+    # Loshchilov & Hutter (2019); the README's typical 0.01-0.1, widened down to 1e-3.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"weight_decay": FloatRange(1e-3, 0.1, log=True)}
 
     def __init__(
         self,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 
 def weight_drop(weight: Tensor, probability: float, training: bool = True) -> Tensor:
@@ -75,6 +76,9 @@ class WeightDrop(Technique):
     """
 
     name = "weight_drop"
+
+    # Merity et al. (2018) drop 0.5 of the hidden-to-hidden weights; smaller models need less.
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"probability": FloatRange(0.1, 0.6)}
 
     def __init__(self, probability: float = 0.5, layers: Sequence[int] | None = None) -> None:
         self.probability = check.probability("probability", probability)

@@ -9,8 +9,8 @@ that it is slower.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 from lstm_plugins.model import gather_time, reverse_within_length_index
+from lstm_plugins.techniques import FloatRange, SearchValue
 
 __all__ = ["Zoneout", "ZoneoutRecurrence", "zoneout"]
 
@@ -258,6 +259,9 @@ class Zoneout(Technique):
 
     name = "zoneout"
     exclusive = "recurrence"
+
+    # Krueger et al. (2017): cells 0.05-0.5, hidden states 0.05 (0-0.3 searched).
+    search_space: ClassVar[Mapping[str, SearchValue]] = {"cell": FloatRange(0.05, 0.5), "hidden": FloatRange(0.0, 0.3)}
 
     def __init__(self, cell: float = 0.15, hidden: float = 0.05) -> None:
         self.cell = check.probability("cell", cell)

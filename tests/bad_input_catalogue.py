@@ -6,6 +6,7 @@ this catalogue; ``python tests/bad_input_catalogue.py`` prints the table.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import warnings
@@ -291,13 +292,347 @@ def _renamed(technique: object, name: str) -> object:
     return technique
 
 
+# --- The CLI's doors: YAML, config sections, Trainer values, checkpoints, technique state -----
+
+
+class CLIError(Exception):
+    """``lstm-plugins`` printed ``lstm-plugins: error: MESSAGE`` (the message is the first line)
+    and exited with a non-zero status."""
+
+
+def _main(*argv: str) -> None:
+    """Run ``lstm-plugins ARGV``; a non-zero exit becomes a :class:`CLIError` of its first error line."""
+    import contextlib
+    import io
+
+    from lstm_plugins import cli
+
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(list(argv))
+    if code != 0:
+        lines = [line for line in errors.getvalue().splitlines() if line.startswith("lstm-plugins: error: ")]
+        raise CLIError((lines or [f"exit status {code}"])[0].removeprefix("lstm-plugins: error: "))
+
+
+def _bytes(content: bytes | str) -> bytes:
+    return content.encode() if isinstance(content, str) else content
+
+
+def _run_in(files: dict[str, bytes | str], *argv: str) -> None:
+    """``lstm-plugins ARGV`` in a fresh folder holding ``files`` (so messages name them briefly)."""
+    import shutil
+
+    folder, cwd = tempfile.mkdtemp(), os.getcwd()
+    for name, content in files.items():
+        with open(os.path.join(folder, name), "wb") as file:
+            file.write(_bytes(content))
+    os.chdir(folder)
+    try:
+        _main(*argv)
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _yaml(text: bytes | str) -> None:
+    """``lstm-plugins fit --config run.yaml --print_config``, ``run.yaml`` holding ``text``."""
+    _run_in({"run.yaml": text}, "fit", "--config", "run.yaml", "--print_config")
+
+
+_SMALL = {"hidden_size": 8, "techniques": ["gradient_clipping", {"l2": {"weight": 1e-4}}]}
+
+
+@functools.lru_cache(maxsize=None)
+def _checkpoint() -> bytes:
+    """A real checkpoint: one step of a small classifier (gradient_clipping, l2; adam) on JapaneseVowels."""
+    warnings.filterwarnings("ignore")
+    folder = tempfile.mkdtemp()
+    model = LSTMClassifier(12, 9, **_SMALL)  # type: ignore[arg-type]
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, max_steps=1, default_root_dir=folder)
+    trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=64))
+    path = os.path.join(folder, "small.ckpt")
+    trainer.save_checkpoint(path)
+    with open(path, "rb") as file:
+        content = file.read()
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return content
+
+
+def _edited(edit: Callable[[dict], object]) -> bytes:
+    """:func:`_checkpoint` changed by ``edit``."""
+    import io
+
+    checkpoint = torch.load(io.BytesIO(_checkpoint()), weights_only=True)
+    edit(checkpoint)
+    return _tensor_file(checkpoint)
+
+
+def _resume(**model: object) -> None:
+    """``Trainer.fit(model, ckpt_path="small.ckpt")`` with the model built from ``_SMALL`` and ``model``."""
+    import shutil
+
+    warnings.filterwarnings("ignore")
+    folder, cwd = tempfile.mkdtemp(), os.getcwd()
+    with open(os.path.join(folder, "small.ckpt"), "wb") as file:
+        file.write(_checkpoint())
+    os.chdir(folder)
+    try:
+        pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, max_steps=2).fit(
+            LSTMClassifier(12, 9, **{**_SMALL, **model}),  # type: ignore[arg-type]
+            datamodule=JapaneseVowelsDataModule(batch_size=64), ckpt_path="small.ckpt")
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load_edited(edit: Callable[[dict], object]) -> None:
+    handle, path = tempfile.mkstemp(suffix=".ckpt")
+    with os.fdopen(handle, "wb") as file:
+        file.write(_edited(edit))
+    try:
+        LSTMClassifier.load_from_checkpoint(path)
+    finally:
+        os.remove(path)
+
+
+def _cli_checkpoint(content: bytes | str | None, *argv: str, subcommand: str = "test") -> None:
+    """``lstm-plugins SUBCOMMAND --ckpt_path model.ckpt ARGV --print_config`` (None: no such file)."""
+    _run_in({} if content is None else {"model.ckpt": content}, subcommand, "--ckpt_path", "model.ckpt", *argv,
+            "--print_config")
+
+
+def _alias_bomb() -> str:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\nmodel: {hidden_size: *a8}\n"
+
+
+def _set(mapping: dict, path: str, value: object) -> None:
+    *parents, last = path.split("/")
+    for key in parents:
+        mapping = mapping[key]
+    mapping[last] = value
+
+
+def _crafted_pickle() -> bytes:
+    import io
+    import pathlib
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6.0", "note": pathlib.PurePosixPath("/etc")}, buffer)
+    return buffer.getvalue()
+
+
+CLI_ROWS: list[Row] = [
+    # YAML and config files
+    Row("config", "a key given twice (`techniques:` twice in `model:`)",
+        lambda: _yaml("model:\n  techniques: [gradient_clipping]\n  techniques: [dropout]\n"), CLIError,
+        "run.yaml, line 3: key `techniques` is given twice (first on line 2); give it once."),
+    Row("config", "a top-level section given twice (`trainer:` twice)",
+        lambda: _yaml("trainer: {max_epochs: 3}\ntrainer: {max_epochs: 5}\n"), CLIError,
+        "run.yaml, line 2: key `trainer` is given twice (first on line 1); give it once."),
+    Row("config", "a key given twice in a flag value (`--model.techniques '[{l2: {weight: 0.1, weight: 0.2}}]'`)",
+        lambda: _main("fit", "--model.techniques", "[{l2: {weight: 0.1, weight: 0.2}}]", "--print_config"), CLIError,
+        "--model.techniques, line 1: key `weight` is given twice (first on line 1); give it once."),
+    Row("config", "an alias bomb (nine levels of nine `*aliases`)", lambda: _yaml(_alias_bomb()), CLIError,
+        "run.yaml, line 2: the aliases (`*name`) expand to more than 100000 values; a config is data of bounded size"),
+    Row("config", "a recursive anchor (`a: &a [*a]`)", lambda: _yaml("a: &a [*a]\n"), CLIError,
+        "run.yaml, line 1: an alias refers to the value that contains it (a recursive anchor); a config is finite data."),
+    Row("config", "a config that is a list, not a mapping", lambda: _yaml("- trainer\n- model\n"), CLIError,
+        "Expected config 'run.yaml' to be a mapping of keys (trainer:, model:, data:, ...), but got a list: "),
+    Row("config", "a config that is not UTF-8 (Latin-1 bytes)", lambda: _yaml(b"model: {hidden_size: 8} # caf\xe9\n"),
+        CLIError, "Cannot read config 'run.yaml': byte 29 is not UTF-8 text (b'\\xe9'); save the file as UTF-8."),
+    Row("config", "a YAML syntax error", lambda: _yaml("trainer: {max_epochs: [}\n"), CLIError,
+        "Cannot read config 'run.yaml': line 1, column 24: expected the node content, but found '}'."),
+    Row("config", "a config file that does not exist", lambda: _main("fit", "--config", "no_such_config.yaml"), CLIError,
+        "Cannot read config 'no_such_config.yaml': no such file."),
+    Row("config", "a folder given as the config", lambda: _run_in({}, "fit", "--config", "."), CLIError,
+        "Cannot read config '.': it is not a file."),
+    Row("config", "`early_stopping: {monitr: val/loss}` (unknown key)", lambda: _yaml("early_stopping: {monitr: val/loss}"),
+        CLIError, "Unknown key 'monitr' in `early_stopping`. Allowed keys: min_delta, mode, monitor, patience."),
+    Row("config", "`data: {batchsize: 3}` (unknown data key)", lambda: _yaml("data: {batchsize: 3}"), CLIError,
+        "Unknown key 'batchsize' in `data`. Allowed keys: "),
+    Row("config", "a misspelt argument of a Lightning callback",
+        lambda: _yaml("trainer: {callbacks: [{class_path: EarlyStopping, init_args: {monitr: x}}]}"), CLIError,
+        "Unknown key 'monitr' in `trainer.callbacks`. Allowed keys: "),
+    Row("config", "`seed_everything: -1`", lambda: _yaml("seed_everything: -1"), CLIError,
+        "Expected `seed_everything` to be an int in [0, 4294967295], true (a random seed) or false (no seeding), "
+        "but got -1."),
+    Row("config", "`model: {techniques: [{l2: {weight: -1}}]}` (a value the technique refuses)",
+        lambda: _yaml("model: {techniques: [{l2: {weight: -1}}]}"), CLIError,
+        "model.techniques: Technique `l2`: Expected `weight` to be a positive float, but got -1.0."),
+    Row("config", "an unknown subcommand (`lstm-plugins trian`)", lambda: _main("trian"), CLIError,
+        "unknown subcommand 'trian'; choose from "),
+    # Trainer values the CLI passes on to Lightning
+    Row("trainer", "`trainer: {max_epochs: -5}`", lambda: _yaml("trainer: {max_epochs: -5}"), CLIError,
+        "Expected `trainer.max_epochs` to be a positive int, -1 (no limit) or null, but got -5."),
+    Row("trainer", "`trainer: {max_steps: -2}`", lambda: _yaml("trainer: {max_steps: -2}"), CLIError,
+        "Expected `trainer.max_steps` to be a positive int or -1 (no limit), but got -2."),
+    Row("trainer", "`trainer: {accumulate_grad_batches: 0}`", lambda: _yaml("trainer: {accumulate_grad_batches: 0}"),
+        CLIError, "Expected `trainer.accumulate_grad_batches` to be a positive int, but got 0."),
+    Row("trainer", "`trainer: {log_every_n_steps: 0}`", lambda: _yaml("trainer: {log_every_n_steps: 0}"), CLIError,
+        "Expected `trainer.log_every_n_steps` to be a positive int or null, but got 0."),
+    Row("trainer", "`trainer: {devices: 0}`", lambda: _yaml("trainer: {devices: 0}"), CLIError,
+        "Expected `trainer.devices` to be a positive int, -1 (all), 'auto' or a list of device indices, but got 0."),
+    Row("trainer", "`trainer: {num_nodes: 2}` on one machine (no cluster environment)",
+        lambda: _yaml("trainer: {num_nodes: 2}"), CLIError,
+        "`trainer.num_nodes` is 2, but no cluster environment (SLURM, torchelastic, Kubeflow, LSF, MPI, or NODE_RANK "
+        "and MASTER_ADDR set by hand) is detected"),
+    Row("trainer", "`threads: 1000000000`", lambda: _yaml("threads: 1000000000"), CLIError,
+        "Expected `threads` to be a positive int of at most "),
+    Row("trainer", "`threads: 0`", lambda: _yaml("threads: 0"), CLIError, "Expected `threads` to be a positive int of at most "),
+    Row("trainer", "`trainer: {check_val_every_n_epoch: 0}`", lambda: _yaml("trainer: {check_val_every_n_epoch: 0}"),
+        CLIError, "Expected `trainer.check_val_every_n_epoch` to be a positive int or null, but got 0."),
+    Row("trainer", "`trainer: {val_check_interval: 1.5}`", lambda: _yaml("trainer: {val_check_interval: 1.5}"), CLIError,
+        "Expected `trainer.val_check_interval` to be a positive int (batches), a float in (0, 1] (of an epoch) or null, "
+        "but got 1.5."),
+    Row("trainer", "`trainer: {limit_train_batches: -1}`", lambda: _yaml("trainer: {limit_train_batches: -1}"), CLIError,
+        "Expected `trainer.limit_train_batches` to be a non-negative int (batches), a float in [0, 1] or null, but got "),
+    Row("trainer", "`trainer: {gradient_clip_val: -1.0}`", lambda: _yaml("trainer: {gradient_clip_val: -1.0}"), CLIError,
+        "Expected `trainer.gradient_clip_val` to be a non-negative float or null, but got -1.0."),
+    Row("trainer", "`trainer: {min_epochs: -1}`", lambda: _yaml("trainer: {min_epochs: -1}"), CLIError,
+        "Expected `trainer.min_epochs` to be a non-negative int or null, but got -1."),
+    Row("trainer", "`trainer: {max_time: forever}`", lambda: _yaml("trainer: {max_time: forever}"), CLIError,
+        "trainer: `Timer(duration='forever')` is not a valid duration."),
+    # Checkpoint files (every --ckpt_path: fit, validate, test, predict; and generate)
+    Row("checkpoint", "`--ckpt_path` naming a file that does not exist", lambda: _cli_checkpoint(None), CLIError,
+        "Checkpoint 'model.ckpt' does not exist."),
+    Row("checkpoint", "an empty checkpoint (0 bytes)", lambda: _cli_checkpoint(b""), CLIError,
+        "Checkpoint 'model.ckpt' is empty (0 bytes): its write was interrupted; use an earlier checkpoint."),
+    Row("checkpoint", "a truncated checkpoint (its first 4 kB)",
+        lambda: _cli_checkpoint(_checkpoint()[:4096]), CLIError,
+        "Checkpoint 'model.ckpt' (4096 bytes) cannot be read: it is truncated or not a torch checkpoint ("),
+    Row("checkpoint", "a text file given as a checkpoint", lambda: _cli_checkpoint("hello\n"), CLIError,
+        "Checkpoint 'model.ckpt' (6 bytes) cannot be read: it is truncated or not a torch checkpoint ("),
+    Row("checkpoint", "a bare `torch.save(model.state_dict())` file",
+        lambda: _cli_checkpoint(_tensor_file({"head.weight": torch.zeros(2)})), CLIError,
+        "Checkpoint 'model.ckpt' is a bare state_dict (torch.save(model.state_dict())), not a Lightning checkpoint: "
+        "load it with model.load_state_dict(torch.load(path))."),
+    Row("checkpoint", "a torch file that is not a Lightning checkpoint (`{\"epoch\": 1}`)",
+        lambda: _cli_checkpoint(_tensor_file({"epoch": 1})), CLIError,
+        "Checkpoint 'model.ckpt' is not a Lightning checkpoint: it has no `state_dict` (its keys: `epoch`)."),
+    Row("checkpoint", "a crafted checkpoint holding a pickled object", lambda: _cli_checkpoint(_crafted_pickle()), CLIError,
+        "Checkpoint 'model.ckpt' holds a pickled `pathlib.PurePosixPath`, not only tensors and plain data; a safe "
+        "load refuses it (unpickling it could run code). Load only checkpoints you wrote."),
+    Row("checkpoint", "a folder given as the checkpoint",
+        lambda: _run_in({}, "test", "--ckpt_path", ".", "--print_config"), CLIError,
+        "Checkpoint '.' is not a file."),
+    Row("checkpoint", "a checkpoint whose weights were edited (a wrong shape)",
+        lambda: _cli_checkpoint(_edited(lambda c: _set(c, "state_dict/head.weight", torch.zeros(9, 3)))), CLIError,
+        "Checkpoint 'model.ckpt' does not fit this model: `head.weight` has shape (9, 3) in the checkpoint but (9, 8) "
+        "in the model"),
+    Row("checkpoint", "a regression checkpoint given to a classification `test`",
+        lambda: _cli_checkpoint(_edited(lambda c: _set(c, "hyper_parameters/num_outputs", 1))), CLIError,
+        "Checkpoint 'model.ckpt' was not written by model class LSTMClassifier: it has `num_outputs`, which "
+        "LSTMClassifier does not take (a checkpoint of another task's model?)."),
+    Row("checkpoint", "a classifier's checkpoint given to `generate`",
+        lambda: _run_in({"small.ckpt": _checkpoint()}, "generate", "--ckpt_path", "small.ckpt", "--prompt", "ab"), CLIError,
+        "Checkpoint 'small.ckpt' was not written by model class LSTMLanguageModel: it lacks `vocab_size`; it has "),
+    Row("checkpoint", "`fit --ckpt_path` with a config asking for another `model.hidden_size`",
+        lambda: _run_in({"small.ckpt": _checkpoint()}, "fit", "--ckpt_path", "small.ckpt", "--model.hidden_size", "16",
+                        "--print_config"), CLIError,
+        "`model.hidden_size` is 16 in the config, but the checkpoint '"),
+    Row("checkpoint", "`fit --ckpt_path` with a config adding a technique",
+        lambda: _run_in({"small.ckpt": _checkpoint()}, "fit", "--ckpt_path", "small.ckpt", "--model.techniques",
+                        "[gradient_clipping, l2, dropout]", "--print_config"), CLIError,
+        "`model.techniques` is ['gradient_clipping', 'l2', 'dropout'] in the config, but the checkpoint '"),
+    # Resuming a fit in Python: Trainer.fit(model, ckpt_path=...)
+    Row("checkpoint", "resuming with a technique removed from the stack", lambda: _resume(techniques=["gradient_clipping"]),
+        ValueError, "Checkpoint 'small.ckpt' was written with techniques [gradient_clipping, l2], but this model has "
+        "[gradient_clipping] (removed: `l2`); a resumed fit continues the same stack"),
+    Row("checkpoint", "resuming with a technique added to the stack",
+        lambda: _resume(techniques=["gradient_clipping", {"l2": {"weight": 1e-4}}, {"dropout": {"output": 0.1}}]),
+        ValueError, "Checkpoint 'small.ckpt' was written with techniques [gradient_clipping, l2], but this model has "
+        "[gradient_clipping, l2, dropout] (added: `dropout`); a resumed fit continues the same stack"),
+    Row("checkpoint", "resuming with another optimizer (`sgd` for `adam`: `KeyError 'momentum'` before)",
+        lambda: _resume(optimizer="sgd"), ValueError,
+        "Checkpoint 'small.ckpt' was written with optimizer 'adam', but this model uses 'sgd'; a resumed fit continues "
+        "the same optimizer (its state cannot be carried over)."),
+    Row("checkpoint", "resuming with another `hidden_size`", lambda: _resume(hidden_size=16), ValueError,
+        "Checkpoint 'small.ckpt' does not fit this model: `lstm.weight_ih_l0` has shape (32, 12) in the checkpoint but "
+        "(64, 12) in the model"),
+    # Technique state in a checkpoint (load_from_checkpoint, and every resume)
+    Row("checkpoint", "a technique's state lacking a key",
+        lambda: _load_edited(lambda c: c["lstm_plugins"]["state"]["gradient_clipping"].pop("steps")), ValueError,
+        "Checkpoint state of technique `gradient_clipping`, key `steps` is missing."),
+    Row("checkpoint", "a technique's state with a tensor where a number belongs",
+        lambda: _load_edited(lambda c: _set(c, "lstm_plugins/state/gradient_clipping/steps", torch.tensor(1))),
+        ValueError, "Checkpoint state of technique `gradient_clipping`, key `steps`: expected a number, but got a tensor "),
+    Row("checkpoint", "a technique's counts that cannot be right (`clipped_steps` > `steps`)",
+        lambda: _load_edited(lambda c: _set(c, "lstm_plugins/state/gradient_clipping/clipped_steps", 10**6)), ValueError,
+        "Technique `gradient_clipping`: expected checkpoint state `clipped_steps` to be an int in [0, "),
+    Row("checkpoint", "the technique-state section replaced by a list",
+        lambda: _load_edited(lambda c: _set(c, "lstm_plugins/state", [1, 2])), ValueError,
+        "Checkpoint section `lstm_plugins` is not a mapping of technique states."),
+    Row("checkpoint", "a technique's state removed though the checkpoint lists the technique",
+        lambda: _load_edited(lambda c: c["lstm_plugins"]["state"].pop("gradient_clipping")), ValueError,
+        "Checkpoint state of technique `gradient_clipping` is missing, although the checkpoint was written with the "
+        "technique."),
+    # Name patterns of the built-in techniques (a typo is refused, never ignored)
+    Row("technique", "`L2Penalty(parameters=[\"lstm.wieght_*\"])` (a misspelt pattern)",
+        lambda: _fit(LSTMClassifier(12, 9, techniques=[L2Penalty(parameters=["lstm.wieght_*"])])), ValueError,
+        "Technique `l2`: `parameters` pattern(s) 'lstm.wieght_*' match no parameter; parameter names are: "),
+    Row("technique", "`AdaptiveGradientClipping(exclude=[\"haed.*\"])` (a misspelt pattern)",
+        lambda: _fit(LSTMClassifier(12, 9, techniques=[AdaptiveGradientClipping(exclude=["haed.*"])])), ValueError,
+        "Technique `adaptive_clipping`: `exclude` pattern(s) 'haed.*' match no parameter; parameter names are: "),
+    Row("technique", "`{adaptive_clipping: {exclude: head.*}}` (a string, not a list)",
+        lambda: LSTMClassifier(12, 9, techniques=[{"adaptive_clipping": {"exclude": "head.*"}}]), TypeError,
+        "Technique `adaptive_clipping`: Expected `exclude` to be a list of name patterns, but got 'head.*'."),
+]
+
+
+def _tensor_file(content: dict) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    return buffer.getvalue()
+
+
+CATALOGUE += CLI_ROWS
+
+
+def all_rows() -> list[Row]:
+    """This catalogue and the rows of ``bad_input_catalogue_data.py`` (when it exists), grouped
+    by area in the order the areas first appear."""
+    try:
+        from bad_input_catalogue_data import ROWS
+    except ModuleNotFoundError as exc:
+        if exc.name != "bad_input_catalogue_data":
+            raise
+        ROWS = []
+    rows = [*CATALOGUE, *ROWS]
+    order = list(dict.fromkeys(row.area for row in rows))
+    return sorted(rows, key=lambda row: order.index(row.area))
+
+
+def warning_rows() -> list:
+    """Inputs accepted with a named warning (``bad_input_catalogue_data.WARNING_ROWS``)."""
+    try:
+        from bad_input_catalogue_data import WARNING_ROWS
+    except ModuleNotFoundError as exc:
+        if exc.name != "bad_input_catalogue_data":
+            raise
+        return []
+    return list(WARNING_ROWS)
+
+
 def markdown_table() -> str:
+    """The README table: every error row, grouped by area, then the inputs accepted with a warning."""
     lines = ["| area | input | error |", "| --- | --- | --- |"]
-    for row in CATALOGUE:
-        message = row.message.rstrip()
+    rows = [(row.area, row.given, row.error, row.message) for row in all_rows()]
+    rows += [(row.area, row.given, row[3], row.message) for row in warning_rows()]
+    for area, given, kind, message in rows:
+        message = message.rstrip()
         shown = message if message.endswith((".", ";", ")")) else message + " ..."
         escaped = shown.replace("|", "\\|")
-        lines.append(f"| {row.area} | {row.given} | `{row.error.__name__}`: {escaped} |")
+        warned = " (a warning; the input is accepted)" if issubclass(kind, Warning) else ""
+        lines.append(f"| {area} | {given} | `{kind.__name__}`{warned}: {escaped} |")
     return "\n".join(lines)
 
 

@@ -30,6 +30,21 @@ def test_the_cheapest_section_runs_and_prints_its_table():
     assert "FAIL" not in out and "every row fused" in out
 
 
+@pytest.mark.slow
+def test_the_new_sections_run_with_tiny_models_and_their_equivalence_checks_pass():
+    sections = "long,lengths,inference,profile,threads"
+    result = _run("run.py", "--smoke", "--only", sections, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for title in ("6. Long sequences", "7. Length-aware batching", "8. Inference", "9. Where a medium-shape",
+                  "10. Intra-op threads"):
+        assert title in out
+    # The correctness rows: same losses with flushing on both sides, same probabilities.
+    assert "long: same losses, library (flushed) vs hand flushing too" in out
+    assert out.count("OK") >= 3 and "FAIL" not in out and "ERROR" not in out
+    assert "plaid: padding in training batches" in out and "2 threads / 1 thread" in out
+
+
 def test_an_unknown_section_is_refused_by_name():
     result = _run("run.py", "--only", "nope")
     assert result.returncode == 2 and "nope" in result.stderr

@@ -259,7 +259,7 @@ def _readme_commands(subcommands=("fit", "validate", "test")):
     text = (ROOT / "README.md").read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a `\` continues the line
             for part in line.split("  #")[0].split("&&"):
                 words = shlex.split(part)
                 if words[:1] == ["lstm-plugins"] and words[1:2] and words[1] in subcommands:
@@ -269,7 +269,7 @@ def _readme_commands(subcommands=("fit", "validate", "test")):
 
 README_COMMANDS = _readme_commands()
 # Not here: other packages (installed by tests/test_third_party_packages.py), GPUs, an earlier run's files.
-NEEDS_MORE = ("gradient_noise", "mixup", "gpu", "--ckpt_path")
+NEEDS_MORE = ("gradient_noise", "mixup", "gpu", "--ckpt_path", "tune_jv/")
 
 
 def test_the_readme_documents_cli_commands():
@@ -296,13 +296,15 @@ def test_the_readme_workflow_after_a_fit_runs_as_written(tmp_path, monkeypatch, 
     _, test = load_japanese_vowels()
     rows = [":".join(",".join(repr(float(v)) for v in s[:, d]) for d in range(s.shape[1])) for s in test.sequences[:3]]
     (tmp_path / "new_recordings.ts").write_text("\n".join(["@classLabel false", "@data", *rows]) + "\n")
-    workflow = [c for c in _readme_commands(("fit", "validate", "test", "predict", "plot"))
+    workflow = [c for c in _readme_commands(("fit", "validate", "test", "predict", "plot", "explain"))
                 if "lightning_logs/version_0" in " ".join(c)]
     assert {c[0] for c in workflow} >= {"fit", "test", "predict", "plot"}
     for command in workflow:
         extra = ["--trainer.max_epochs", "2", *short] if command[0] == "fit" else []
-        if command[0] == "plot":
+        if command[0] in ("plot", "explain"):
             pytest.importorskip("matplotlib")
+        if command[0] == "explain":
+            pytest.importorskip("captum")
         assert cli.main([*command, *extra]) == 0, (command, capsys.readouterr().err[-2000:])
     assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "run.png").is_file()
 

@@ -276,7 +276,8 @@ def test_auto_clip_history_is_restored_exactly_from_a_checkpoint(tmp_path):
     """Six steps, save, resume for three more: the same history as nine uninterrupted steps."""
     options = dict(max_steps=-1, limit_train_batches=3)
     first = AutoClipping(percentile=20.0, history_size=5)
-    model, trainer = _fit([first], max_epochs=2, **options)
+    # The recorder is in both runs: a resumed fit continues the checkpoint's stack.
+    model, trainer = _fit([first], _Recorder(), max_epochs=2, **options)
     path = tmp_path / "auto.ckpt"
     trainer.save_checkpoint(path)
 

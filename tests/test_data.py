@@ -17,6 +17,8 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from lstm_plugins.data import (
+    ClassCoverageWarning,
+    ConstantFeatureWarning,
     JapaneseVowelsDataModule,
     PaddedSequenceDataset,
     SequenceBatch,
@@ -319,8 +321,10 @@ def test_standardisation_fitted_on_train_split_only() -> None:
 def test_standardisation_floor_and_disabled() -> None:
     sequences = [np.column_stack([np.full(4, 3.0), np.arange(4.0)]) for _ in range(6)]
     labels = np.array([0, 1] * 3)
-    dm = SequenceDataModule(sequences, labels, val_fraction=0.0)
-    assert dm.feature_std[0] == 1e-8 and dm.feature_mean[0] == 3.0
+    with pytest.warns(ConstantFeatureWarning, match=r"Feature\(s\) 0 \(value 3\)"):
+        dm = SequenceDataModule(sequences, labels, val_fraction=0.0)
+    # A constant feature is centred but left unscaled: a drift at test time stays its own size.
+    assert dm.feature_std[0] == 1.0 and dm.feature_mean[0] == 3.0
     assert np.isfinite(dm.train_dataset.features.numpy()).all()
     assert dm.train_dataset.features[:, :, 0].abs().max().item() == 0.0
     raw = SequenceDataModule(sequences, labels, val_fraction=0.0, standardize=False)
@@ -479,7 +483,11 @@ def test_construction_errors(kwargs: dict[str, Any], error: type[Exception], mes
 
 def test_num_classes_inferred_from_train_and_test() -> None:
     sequences, labels = make_sequences(n=12, num_classes=2)
-    dm = SequenceDataModule(sequences, labels, [np.ones((2, 3))], [4])
+    with pytest.raises(ValueError, match=r"Expected every class index in \[0, 5\) to have a sample"):
+        SequenceDataModule(sequences, labels, [np.ones((2, 3))], [4])
+    with pytest.warns(ClassCoverageWarning, match=r"Class\(es\) 2 \('2', in no split\), 3 \('3', in no split\), "
+                      r"4 \('4', first at `test_labels\[0\]`\)"):
+        dm = SequenceDataModule(sequences, labels, [np.ones((2, 3))], [4], num_classes=5)
     assert dm.num_classes == 5 and dm.class_names == ("0", "1", "2", "3", "4")
 
 

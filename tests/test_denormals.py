@@ -8,6 +8,7 @@ from conftest import quiet_trainer
 from lstm_plugins import LSTMClassifier, cli
 from lstm_plugins.data import JapaneseVowelsDataModule
 from lstm_plugins.training import denormals_are_flushed
+from lstm_plugins.training._denormals import flushed_denormals, set_flush_denormal
 
 
 class Seen(pl.Callback):
@@ -22,6 +23,9 @@ class Seen(pl.Callback):
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         self.flushed.append(("test", denormals_are_flushed()))
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.flushed.append(("predict", denormals_are_flushed()))
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +46,9 @@ def test_flushing_is_on_while_the_trainer_runs_and_restored_after():
     assert not denormals_are_flushed()  # restored after fit
     trainer.test(model, datamodule=datamodule, verbose=False)
     assert not denormals_are_flushed()  # and after test
-    assert {stage for stage, _ in seen.flushed} == {"train", "validate", "test"}
+    trainer.predict(model, datamodule=datamodule)
+    assert not denormals_are_flushed()  # and after predict
+    assert {stage for stage, _ in seen.flushed} == {"train", "validate", "test", "predict"}
     assert all(flushed for _, flushed in seen.flushed)
 
 
@@ -88,3 +94,53 @@ def test_the_cli_flag_turns_flushing_off(tmp_path, monkeypatch):
     assert model.flush_denormals is False
     _, model, _ = cli.build_run({"model": {"hidden_size": 8}, "trainer": {"max_epochs": 1}})
     assert model.flush_denormals is True
+
+
+def flushed_share_across_threads():
+    """Share of a 2-thread element-wise operation's results flushed: each intra-op thread
+    multiplies its own half of a tensor of denormals, so a thread that keeps denormals leaves
+    its half nonzero."""
+    values = torch.full((1 << 18,), 1e-40)
+    return float((values.mul(1.0) == 0).float().mean())
+
+
+@pytest.fixture
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_every_intra_op_thread_flushes_during_fit_and_keeps_denormals_after(two_threads):
+    assert flushed_share_across_threads() == 0.0  # the worker pool now exists, created unflushed
+    torch.set_flush_denormal(True)
+    only_main = flushed_share_across_threads()
+    torch.set_flush_denormal(False)
+
+    class Share(pl.Callback):
+        shares = []
+
+        def on_train_batch_start(self, *args):
+            self.shares.append(flushed_share_across_threads())
+
+    quiet_trainer(max_steps=2, limit_val_batches=0, callbacks=[Share()]).fit(
+        LSTMClassifier(12, 9, hidden_size=8), datamodule=JapaneseVowelsDataModule(batch_size=32))
+    assert Share.shares == [1.0, 1.0]
+    assert flushed_share_across_threads() == 0.0  # the workers keep denormals again
+    if only_main == 0.5:  # torch's own flag reaches the main thread only (GNU OpenMP)
+        with flushed_denormals():
+            assert flushed_share_across_threads() == 1.0
+        assert flushed_share_across_threads() == 0.0
+
+
+def test_set_flush_denormal_reports_support_and_the_context_manager_restores_after_an_error():
+    assert set_flush_denormal(True) is True and denormals_are_flushed()
+    set_flush_denormal(False)
+    with pytest.raises(KeyError):
+        with flushed_denormals():
+            assert denormals_are_flushed()
+            raise KeyError("x")
+    assert not denormals_are_flushed()
+    with flushed_denormals(False):  # already off: nothing changes
+        assert not denormals_are_flushed()

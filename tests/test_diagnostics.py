@@ -138,7 +138,8 @@ def _loss_scaling_only():
 def test_a_non_finite_norm_is_a_spike_unless_a_loss_scaler_expects_overflows(loss_scaled):
     torch.manual_seed(0)
     detector = ExplodingGradients(warmup_steps=3, log_every_n_steps=2)
-    model = LSTMClassifier(12, 9, techniques=[detector, _InjectInfinity(step=6)])
+    # The infinite loss is the point here: the default stop would end the run at it.
+    model = LSTMClassifier(12, 9, techniques=[detector, _InjectInfinity(step=6)], stop_on_nonfinite_loss=False)
     _, caught = _fit(model, max_steps=9, plugins=[_loss_scaling_only()] if loss_scaled else [])
     summary = detector.statistics.summary()
     if loss_scaled:

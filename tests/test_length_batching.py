@@ -143,7 +143,7 @@ def test_automatic_rule_on_for_spread_lengths_off_for_equal_ones():
     assert not length_batching_pays(LENGTHS, 1000)  # one batch: nothing to reorder
     assert not length_batching_pays([20, 21, 22] * 30, 8)  # under 10% padding
     assert not _module().uses_length_batching  # off by default
-    on = _module(length_batching=None)  # automatic
+    on = _module(length_batching=None)  # automatic: lengths 5-59 in batches of 8 pay
     assert on.uses_length_batching
     assert isinstance(on.train_dataloader().batch_sampler, LengthBucketBatchSampler)
     assert isinstance(on.val_dataloader().sampler, LengthSortedSampler)
@@ -160,6 +160,20 @@ def test_automatic_rule_on_for_spread_lengths_off_for_equal_ones():
     assert SpeakerTurnsDataModule(num_train=60, num_val=8, num_test=8, batch_size=8, length_batching=None).uses_length_batching
     with pytest.raises(TypeError, match="length_batching"):
         _module(length_batching="yes")
+
+
+def test_automatic_rule_wants_many_padded_steps_not_only_a_padding_share():
+    short = np.tile(np.arange(7, 30), 20)  # JapaneseVowels-like: 7-29 steps
+    rng = np.random.default_rng(0)
+    order = rng.permutation(short.size)  # the rule's own estimate: one permutation from seed 0
+    batches = [order[i : i + 16] for i in range(0, short.size, 16)]
+    share = padding_fraction(short, batches)
+    steps = sum(short[b].max() * b.size for b in batches) / short.size - short.mean()
+    assert share > 0.10 and steps < 16  # a large share of few steps
+    assert not length_batching_pays(short, 16)
+    longer = short * 4  # the same share of padding, four times the padded steps
+    assert padding_fraction(longer, batches) == pytest.approx(share) and 4 * steps > 16
+    assert length_batching_pays(longer, 16)
 
 
 def test_evaluation_batches_sorted_by_length():
@@ -192,6 +206,8 @@ def test_the_cli_turns_length_batching_on_for_a_config(tmp_path, monkeypatch):
     assert datamodule.uses_length_batching
     datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}})
     assert not datamodule.uses_length_batching
+    datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}, "data": {"length_batching": None}})
+    assert not datamodule.uses_length_batching  # automatic: off for JapaneseVowels' short sequences
     labelling, _, _ = cli.build_run({"task": "sequence_labelling", "model": {"hidden_size": 8},
                                      "data": {"num_train": 40, "num_val": 8, "num_test": 8, "length_batching": None}})
     assert labelling.uses_length_batching  # automatic: speaker turns vary in length

@@ -266,14 +266,24 @@ def test_a_learning_rate_schedule_pickles_and_trains_on():
     assert repr(copy.techniques[0]) == repr(model.techniques[0])
 
 
+def test_a_summary_and_the_fcn_branch_pickle_and_train_on():
+    from lstm_plugins.plugins import FCNBranch, SequenceSummary
+
+    torch.manual_seed(0)
+    model = LSTMClassifier(3, 3, hidden_size=8, techniques=[SequenceSummary("attention"),
+                                                            FCNBranch(filters=(4, 4, 4))])
+    _assert_round_trip_trains_like_the_original(model)
+
+
 def test_every_builtin_technique_is_covered_by_the_pickling_tests():
-    from lstm_plugins.plugins import LRSchedule
+    from lstm_plugins.plugins import FCNBranch, LRSchedule, SequenceSummary
 
     builtin = {
         obj for name in lstm_plugins.plugins.__all__
         if isinstance(obj := getattr(lstm_plugins.plugins, name), type) and issubclass(obj, Technique)
     }
-    covered = {type(t) for t in _feature_stack(None)[:-1]} | {EmbeddingDropout, Zoneout, LRSchedule}
+    covered = {type(t) for t in _feature_stack(None)[:-1]} | {EmbeddingDropout, Zoneout, LRSchedule,
+                                                               SequenceSummary, FCNBranch}
     covered |= {type(factory()) for factory in CLIPPER_FACTORIES.values()}
     assert builtin == covered
 

@@ -44,11 +44,14 @@ TASKS = {
 REFUSED = {
     ("language_model", "zoneout"): "`language_model` task carries the LSTM's state",
     **{(task, "embedding_dropout"): "needs token inputs" for task in TASKS if task != "language_model"},
+    # A summary or a parallel branch gives one vector per sequence; these tasks read every step.
+    **{(task, technique): f"`{technique}` technique cannot work with the `{task}` task"
+       for task in ("sequence_labelling", "language_model") for technique in ("summary", "fcn_branch")},
 }
 
 
 def test_every_built_in_is_covered():
-    assert len(BUILT_INS) == 18
+    assert len(BUILT_INS) == 20
 
 
 @pytest.mark.parametrize("technique", BUILT_INS)

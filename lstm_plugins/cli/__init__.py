@@ -24,7 +24,9 @@ from lstm_plugins.cli._run import build_run
 __all__ = ["DEFAULT_CONFIG", "ConfigError", "build_run", "main"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-_USAGE = """usage: lstm-plugins {fit,validate,test,predict,generate,plugins,plot} ...
+TRACEBACK_VARIABLE = "LSTM_PLUGINS_TRACEBACK"
+"""Set (to anything) to see the full traceback of an error instead of its one-line report."""
+_USAGE = """usage: lstm-plugins {fit,validate,test,predict,generate,tune,plugins,plot} ...
 
 Train an LSTM with a stack of techniques, evaluate it, predict with it; list the techniques.
 
@@ -37,10 +39,15 @@ subcommands:
   predict    write predictions as CSV (--ckpt_path, --output): of a .ts file of series to label
              (--input FILE.ts, labels optional) or of the data's test split
   generate   continue a prompt with a language model (--ckpt_path, --prompt, --length)
+  tune       search hyper-parameters and techniques by cross-validation on the training split
+             (--config BASE.yaml --search SEARCH.yaml; pip install 'lstm-plugins[tune]')
   plugins    list installed techniques and the package of each
   plot       redraw a run from its CSV log folder: plot LOG_FOLDER --output FILE.png
+  explain    attribution heatmaps per sequence (--ckpt_path, --input FILE.ts or --dataset NAME,
+             --method, --output FOLDER), or --gates --index N: the gates over one sequence
 
-`lstm-plugins SUBCOMMAND --help` lists every option; `--print_config` prints the validated config.
+`lstm-plugins SUBCOMMAND --help` lists every option; `--print_config` prints the validated config;
+`--traceback` (or LSTM_PLUGINS_TRACEBACK=1) shows an error's full traceback, for a bug report.
 """
 
 
@@ -94,8 +101,17 @@ def _generate(argv: Sequence[str]) -> int:
     parser.add_argument("--seed", type=int, default=None, help="a seed for the sampling")
     arguments = parser.parse_args(list(argv))
     from lstm_plugins.model import LSTMLanguageModel
+    from lstm_plugins.training._checkpoint_check import check_written_by, read_checkpoint
 
-    model = LSTMLanguageModel.load_from_checkpoint(arguments.ckpt_path, map_location="cpu")
+    # A missing, empty, truncated or foreign file, or another task's checkpoint: named.
+    check_written_by(read_checkpoint(arguments.ckpt_path), LSTMLanguageModel, path=arguments.ckpt_path)
+    try:
+        model = LSTMLanguageModel.load_from_checkpoint(arguments.ckpt_path, map_location="cpu")
+    except Exception as exc:  # tampered technique state: say which file
+        from lstm_plugins.training._checkpoint_check import name_checkpoint
+
+        name_checkpoint(exc, arguments.ckpt_path)
+        raise
     text = model.generate(arguments.prompt, arguments.length, temperature=arguments.temperature, seed=arguments.seed)
     print(arguments.prompt + text)
     return 0
@@ -121,6 +137,9 @@ def _lightning_cli(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lstm-plugins`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The full traceback, for a bug report: `--traceback` anywhere, or LSTM_PLUGINS_TRACEBACK=1.
+    show_traceback = "--traceback" in argv or bool(os.environ.get(TRACEBACK_VARIABLE))
+    argv = [item for item in argv if item != "--traceback"]
     command = argv[0] if argv else None
     if command in (None, "-h", "--help"):
         print(_USAGE, end="")
@@ -132,19 +151,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plot(argv[1:])
         if command == "generate":
             return _generate(argv[1:])
+        if command == "tune":
+            from lstm_plugins.cli._tune import tune_command
+
+            return tune_command(argv[1:])
+        if command == "explain":
+            from lstm_plugins.cli._explain import explain
+
+            return explain(argv[1:])
         if command not in SUBCOMMANDS:
             print(_USAGE, end="", file=sys.stderr)
             print(f"lstm-plugins: error: unknown subcommand {command!r}; choose from "
-                  f"{', '.join((*SUBCOMMANDS, 'plugins', 'plot', 'generate'))}.", file=sys.stderr)
+                  f"{', '.join((*SUBCOMMANDS, 'plugins', 'plot', 'generate', 'tune'))}.", file=sys.stderr)
             return 2
         return _lightning_cli(argv)
     except SystemExit as exit_:
+        if exit_.code is None and type(exit_).__name__ == "SIGTERMException":
+            return 143  # preempted: lstm_plugins.training.Preemption saved and named the checkpoint
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
-    except (ConfigError, ValueError, TypeError, ImportError, FileNotFoundError) as exc:
-        if os.environ.get("LSTM_PLUGINS_TRACEBACK"):
+    except KeyboardInterrupt:
+        if show_traceback:
             raise
-        print(f"lstm-plugins: error: {exc}", file=sys.stderr)
-        return 2
+        print("lstm-plugins: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
+    except Exception as exc:  # every error: one line (and its notes) and a non-zero status
+        if show_traceback:
+            raise
+        from lstm_plugins.cli._errors import error_report, exit_status
+
+        print(error_report(exc), file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from lstm_plugins.cli._config import ConfigError
+from lstm_plugins.cli._yaml import check_yaml, load_yaml, shorten
 
 __all__ = ["check_class_paths", "check_config", "read_task", "task_of"]
 
@@ -51,22 +52,51 @@ def _flag_values(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
 
 
 def _load(text: str, what: str) -> Any:
+    """``text`` as YAML (a repeated key or an alias bomb refused, naming ``what``), or the text
+    itself when it is not YAML."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text, what)
     except yaml.YAMLError:
         return text  # a plain string: jsonargparse will say what is wrong with it
+
+
+def _read_config(value: str) -> tuple[str, str]:
+    """``(text, name for messages)`` of a ``--config`` value: a file, or YAML given inline."""
+    path = Path(value)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8-sig"), value  # -sig: a byte-order mark is not a key
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"Cannot read config {value!r}: byte {exc.start} is not UTF-8 text "
+                              f"({exc.object[exc.start:exc.start + 1]!r}); save the file as UTF-8.") from None
+        except OSError as exc:
+            raise ConfigError(f"Cannot read config {value!r}: {exc.strerror or exc}.") from None
+    if path.exists():
+        raise ConfigError(f"Cannot read config {value!r}: it is not a file.")
+    if "\n" not in value and ":" not in value:
+        raise ConfigError(f"Cannot read config {shorten(value)!r}: no such file.")
+    return value, "--config"
 
 
 def _configs(argv: Sequence[str]) -> Iterator[Any]:
     for key, value in _flag_values(argv):
         if key == "config":
-            path = Path(value)
-            text = path.read_text(encoding="utf-8") if path.is_file() else value
-            if not path.is_file() and "\n" not in value and ":" not in value:
-                raise ConfigError(f"Cannot read config {value!r}: no such file.")
-            loaded = _load(text, value)
+            text, name = _read_config(value)
+            try:
+                loaded = load_yaml(text, name)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"Cannot read config {name!r}: {_yaml_problem(exc)}") from None
             if isinstance(loaded, dict):
                 yield loaded
+            elif loaded is not None:
+                raise ConfigError(f"Expected config {name!r} to be a mapping of keys (trainer:, model:, data:, "
+                                  f"...), but got a {type(loaded).__name__}: {shorten(text.strip(), 80)!r}.")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}." if mark is not None else f"{problem}."
 
 
 _TOP_LEVEL = ("seed_everything", "task", "threads", "checkpoint_every_n_epochs", "early_stopping", "trainer", "model",
@@ -165,6 +195,7 @@ def check_class_paths(argv: Sequence[str]) -> None:
     for key, value in _flag_values(argv):
         if key == "config":
             continue
+        check_yaml(value, f"--{key}")
         if key.endswith(".class_path"):
             _refuse(key[: -len(".class_path")], value)
             continue

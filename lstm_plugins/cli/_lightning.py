@@ -11,20 +11,23 @@ or, with ``early_stopping``, a checkpoint of the best monitored value, which ``f
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from lstm_plugins.cli import _builders as builders
 from lstm_plugins.cli._config import DEFAULT_CONFIG, ConfigError
 from lstm_plugins.cli._errors import ExplainingParser
+from lstm_plugins.cli._trainer_values import check_threads, check_trainer_values
+from lstm_plugins.cli._yaml import register_parser_mode
 from lstm_plugins.model import (
     LSTMClassifier, LSTMForecaster, LSTMLanguageModel, LSTMRegressor, LSTMSequenceLabeller,
 )
@@ -89,13 +92,21 @@ class LSTMPluginsCLI(LightningCLI):
         self.extra_callbacks = list(callbacks)
         self.classes = TASK_CLASSES[task]
         self.started = time.perf_counter()
+        # Only the subcommand asked for gets a parser: each costs about 0.5 s of signature reading.
+        self.only_subcommand = args[0] if isinstance(args, list) and args else None
         super().__init__(
             self.classes.model, self.classes.data, seed_everything_default=DEFAULT_CONFIG["seed_everything"],
             trainer_defaults=dict(DEFAULT_CONFIG["trainer"]),
             save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-            parser_kwargs={"prog": "lstm-plugins", "exit_on_error": exit_on_error}, parser_class=ExplainingParser,
+            parser_kwargs={"prog": "lstm-plugins", "exit_on_error": exit_on_error, "parser_mode": register_parser_mode()},
+            parser_class=ExplainingParser,
             args=args, **kwargs,
         )
+
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
+        """Lightning's subcommands, or only the one the command line names."""
+        every = LightningCLI.subcommands()
+        return {self.only_subcommand: every[self.only_subcommand]} if self.only_subcommand in every else every
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -130,15 +141,30 @@ class LSTMPluginsCLI(LightningCLI):
     # --- building -----------------------------------------------------------------------------
 
     def _parse_ckpt_path(self) -> None:
-        """Rebuild the model from a checkpoint's hyperparameters, less what the data gives."""
+        """Read and check ``--ckpt_path`` (a missing, empty, truncated or foreign file is refused
+        naming it), and rebuild the model from its hyperparameters, less what the data gives; a
+        resumed ``fit`` whose config gives a model value that differs from the checkpoint's is refused."""
+        from lstm_plugins.cli._resume import conflicting_model_values
+        from lstm_plugins.training._checkpoint_check import check_written_by, read_checkpoint
+
+        self._checkpoint: dict[str, Any] | None = None
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return
-        hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {}))
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry") or "://" in str(ckpt_path) \
+                or str(ckpt_path).startswith("registry:"):
+            return  # Lightning's named checkpoints and remote files: Lightning resolves them
+        self._checkpoint = read_checkpoint(ckpt_path)
+        check_written_by(self._checkpoint, self.classes.model, path=ckpt_path)
+        hparams = dict(self._checkpoint.get("hyper_parameters") or {})
         for _, target, _ in self.classes.links:
             hparams.pop(target.split(".", 1)[1], None)
         hparams.pop("_instantiator", None)
+        # Arguments of a base class the model class does not take: dropped, as load_from_checkpoint does.
+        accepted = inspect.signature(self.classes.model.__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            hparams = {key: value for key, value in hparams.items() if key in accepted}
+        if subcommand == "fit":
+            conflicting_model_values(self._parser(subcommand), self.config[subcommand], hparams, ckpt_path)
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
@@ -148,26 +174,46 @@ class LSTMPluginsCLI(LightningCLI):
 
         try:
             super().instantiate_classes()
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, MisconfigurationException) as exc:
             raise keyed_error(exc, self.classes.data.__name__) from exc
         flush = self._config_value("flush_denormals")
         if flush is not None:  # read when the Trainer first attaches the model
             self.model.flush_denormals = bool(flush)
 
     def _run_subcommand(self, subcommand: str) -> None:
+        checkpoint, self._checkpoint = getattr(self, "_checkpoint", None), None  # not held while training
+        if checkpoint is not None and subcommand != "fit":
+            # A resumed fit is checked when Lightning loads it (load_state), once techniques have
+            # added what they add in on_fit_setup; an evaluation is checked here, before it starts.
+            from lstm_plugins.training._checkpoint_check import check_checkpoint
+
+            check_checkpoint(checkpoint, self.model, path=self._config_value("ckpt_path"))
+        del checkpoint
         if self.print_only:  # `--print_config`: printed once everything was built (validated)
             print(self._parser(subcommand).dump(self.config[subcommand], skip_none=False), end="")
             return
         super()._run_subcommand(subcommand)
 
+    def _set_seed(self) -> None:
+        seed = self._get(self.config, "seed_everything")
+        if seed is not None and not isinstance(seed, bool) and not (isinstance(seed, int) and 0 <= seed < 2**32):
+            from lstm_plugins.validation import describe
+
+            raise ConfigError(f"Expected `seed_everything` to be an int in [0, {2**32 - 1}], true (a random seed) or "
+                              f"false (no seeding), but got {describe(seed)}.")
+        super()._set_seed()
+
     def before_instantiate_classes(self) -> None:
         from lstm_plugins import validation as check
 
-        for key in ("threads", "checkpoint_every_n_epochs"):
-            try:
-                check.optional_positive_int(key, self._config_value(key), none="null")
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(str(exc)) from None
+        try:
+            check.optional_positive_int("checkpoint_every_n_epochs", self._config_value("checkpoint_every_n_epochs"),
+                                        none="null")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        check_threads(self._config_value("threads"))
+        trainer = self._config_value("trainer")
+        check_trainer_values(trainer.as_dict() if hasattr(trainer, "as_dict") else dict(trainer or {}))
         threads = self._config_value("threads")
         if threads is not None:
             torch.set_num_threads(threads)

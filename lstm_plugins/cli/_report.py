@@ -90,7 +90,13 @@ def write_predictions(
         raise ValueError("`predict` labels sequences; for a language model, continue a text with "
                          "`lstm-plugins generate --ckpt_path FILE.ckpt --prompt TEXT`.")
     if ckpt_path:
-        model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu")
+        from lstm_plugins.training._checkpoint_check import name_checkpoint
+
+        try:
+            model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu")
+        except Exception as exc:  # tampered technique state: say which file
+            name_checkpoint(exc, ckpt_path)
+            raise
     batch_size = getattr(datamodule, "batch_size", 64)
     if input_path is not None:
         from lstm_plugins.data import read_ts

@@ -18,7 +18,9 @@ def build_run(config: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> tuple
     stack on JapaneseVowels); ``seed_everything`` seeds, ``threads`` sets torch's intra-op threads.
     The same checks apply (unknown keys, class paths, values the classes refuse), as
     :class:`~lstm_plugins.cli.ConfigError`. ``callbacks`` are added to the Trainer's; a progress bar
-    or a checkpoint callback among them replaces the default one.
+    or a checkpoint callback among them replaces the default one. Like ``fit``, the Trainer saves
+    the run's ``config.yaml`` beside its logger's files; with ``trainer.logger: false`` it writes
+    nothing (``fit`` would write it into the working folder, which trials and scripts must not).
 
     Example:
         >>> from lstm_plugins.cli import build_run
@@ -42,7 +44,9 @@ def build_run(config: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> tuple
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli = LSTMPluginsCLI(task, args=config, run=False, callbacks=callbacks, exit_on_error=False)
+            logged = (config.get("trainer") or {}).get("logger", True) not in (False, None)
+            saving = {} if logged else {"save_config_callback": None}
+            cli = LSTMPluginsCLI(task, args=config, run=False, callbacks=callbacks, exit_on_error=False, **saving)
     except ArgumentError as exc:
         raise ConfigError(str(exc)) from None
     return cli.datamodule, cli.model, cli.trainer

@@ -12,6 +12,7 @@ from lstm_plugins.data._archive import ARCHIVE_DATASETS, ArchiveDataModule, Arch
 from lstm_plugins.data._adding import MEAN_PREDICTOR_MSE, AddingProblemDataModule, adding_problem
 from lstm_plugins.data._buckets import LengthBucketBatchSampler, length_batching_pays, padding_fraction
 from lstm_plugins.data._batch import PaddedSequenceDataset, SequenceBatch, collate_sequence_batch
+from lstm_plugins.data._checks import ClassCoverageWarning, ConstantFeatureWarning, read_text_file
 from lstm_plugins.data._datamodule import SequenceDataModule
 from lstm_plugins.data._forecasting import ForecastingDataModule, ForecastStatistics
 from lstm_plugins.data._japanese_vowels import JapaneseVowelsDataModule, load_japanese_vowels
@@ -29,6 +30,8 @@ __all__ = [
     "ARCHIVE_DATASETS",
     "ArchiveDataModule",
     "ArchiveName",
+    "ClassCoverageWarning",
+    "ConstantFeatureWarning",
     "AddingProblemDataModule",
     "EMBEDDED_SERIES",
     "ForecastStatistics",
@@ -62,6 +65,7 @@ __all__ = [
     "padding_fraction",
     "prediction_loader",
     "read_series_csv",
+    "read_text_file",
     "read_ts",
     "restore_input_order",
     "speaker_turns",

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 __all__ = ["Split", "as_label_array", "as_sequence_arrays", "as_target_array", "concatenate"]
 
@@ -13,6 +14,7 @@ __all__ = ["Split", "as_label_array", "as_sequence_arrays", "as_target_array", "
 def as_sequence_arrays(name: str, sequences: Any) -> list[np.ndarray]:
     """Validate ``sequences`` and return them as C-contiguous float32 ``(length, features)`` arrays.
 
+    Float64 and integer arrays are converted; tensors are detached and copied to the CPU.
     Rejects: a non-sequence, an empty collection, an element that is not a 2-D real array, a
     sequence with no time step or no feature, feature counts that differ between sequences,
     and NaN or infinite values (including float64 values too large for float32).
@@ -28,6 +30,8 @@ def as_sequence_arrays(name: str, sequences: Any) -> list[np.ndarray]:
     num_features: int | None = None
     for index, sequence in enumerate(sequences):
         item = f"{name}[{index}]"
+        if isinstance(sequence, Tensor):  # on any device, with or without autograd history
+            sequence = sequence.detach().cpu()
         try:
             array = np.asarray(sequence)
         except (TypeError, ValueError) as error:
@@ -83,8 +87,12 @@ def as_label_array(name: str, labels: Any, *, count: int, sequences_name: str) -
             f"to an array: {error}"
         ) from None
     if array.dtype.kind not in "iu":
+        hint = (
+            "; map text labels to class indices with `np.unique(labels, return_inverse=True)` and pass "
+            "the unique labels as `class_names`" if array.dtype.kind in "USO" else ""
+        )
         raise TypeError(
-            f"Expected `{name}` to be a 1-D array of integers, but got dtype {array.dtype}."
+            f"Expected `{name}` to be a 1-D array of integers, but got dtype {array.dtype}{hint}."
         )
     if array.ndim != 1:
         raise ValueError(f"Expected `{name}` to be a 1-D array, but got shape {array.shape}.")

@@ -33,12 +33,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from lstm_plugins import validation as check
 from lstm_plugins.data._batch import SequenceBatch, collate_sequence_batch
+from lstm_plugins.data._checks import feature_statistics
 from lstm_plugins.data._loaders import SplitLoaders
 from lstm_plugins.data._series import EMBEDDED_SERIES, as_series, names_of_series, read_series_csv, span_steps
 
 __all__ = ["ForecastStatistics", "ForecastingDataModule"]
 
-_STD_FLOOR = 1e-8
 _HERE = Path(__file__).resolve().parent
 
 
@@ -166,8 +166,6 @@ class ForecastingDataModule(SplitLoaders, pl.LightningDataModule):
         self._check_spans(length, n_train, n_val, n_test)
 
         train = values[:n_train]  # the only part any statistic reads
-        mean = train.mean(axis=0) if standardize else np.zeros(self.num_series)
-        std = np.maximum(train.std(axis=0), _STD_FLOOR) if standardize else np.ones(self.num_series)
         scale = np.abs(train[self.seasonality:] - train[: -self.seasonality]).mean(axis=0)
         for name, value in zip(self.series_names, scale):
             if not value > 0:
@@ -175,6 +173,8 @@ class ForecastingDataModule(SplitLoaders, pl.LightningDataModule):
                     f"The seasonal-naive forecast (seasonality {self.seasonality}) is exact on the training span "
                     f"of series `{name}`, so MASE is undefined; check the series and `seasonality`."
                 )
+        mean, std = feature_statistics(train, what="series") if standardize else (
+            np.zeros(self.num_series), np.ones(self.num_series))
         self.statistics = ForecastStatistics(
             tuple(map(float, mean)), tuple(map(float, std)), tuple(map(float, scale)), self.seasonality
         )

@@ -10,13 +10,12 @@ import pytorch_lightning as pl
 
 from lstm_plugins import validation as check
 from lstm_plugins.data._arrays import as_sequence_arrays, concatenate
+from lstm_plugins.data._checks import check_class_coverage, feature_statistics
 from lstm_plugins.data._datamodule import SequenceDataModule
 from lstm_plugins.data._loaders import SplitLoaders
 from lstm_plugins.data._step_labels import StepLabelledDataset, as_step_labels, check_class_names, collate_step_batch
 
 __all__ = ["SequenceLabellingDataModule"]
-
-_STD_FLOOR = 1e-8
 
 
 class _Steps:
@@ -30,6 +29,15 @@ class _Steps:
         keep[indices] = True
         rows = np.repeat(keep, self.lengths)
         return _Steps(self.values[rows], self.lengths[keep], self.labels[rows])
+
+
+def _locate(split: _Steps | None, name: str, index: int) -> str:
+    """Where the ``index``-th concatenated step label sits: ``name[sequence]`` at ``step``."""
+    assert split is not None
+    offsets = np.cumsum(split.lengths)
+    sequence = int(np.searchsorted(offsets, index, side="right"))
+    step = int(index - (offsets[sequence - 1] if sequence else 0))
+    return f"`{name}[{sequence}]` at step {step}"
 
 
 class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
@@ -128,9 +136,7 @@ class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
         self._val = full_train.take(val_idx) if val_idx.size else given_val
         self._test = test
         if self.standardize:
-            self.feature_mean: np.ndarray = self._train.values.mean(axis=0, dtype=np.float64)
-            std = self._train.values.std(axis=0, dtype=np.float64)
-            self.feature_std: np.ndarray = np.maximum(std, _STD_FLOOR)
+            self.feature_mean, self.feature_std = feature_statistics(self._train.values)
         else:
             self.feature_mean = np.zeros(self._num_features, dtype=np.float64)
             self.feature_std = np.ones(self._num_features, dtype=np.float64)
@@ -169,7 +175,13 @@ class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
                 raise ValueError(f"Expected at least 2 classes, but the labels hold {count}; pass `num_classes`.")
         if names is not None and len(names) != count:
             raise ValueError(f"Expected `class_names` to have one name per class ({count}), but got {len(names)}.")
-        return count, names if names is not None else tuple(str(i) for i in range(count))
+        names = names if names is not None else tuple(str(i) for i in range(count))
+        labels = {f"{name}_labels": None if split is None else split.labels for name, split in splits.items()}
+        if all(split is None or ((split.labels >= 0) & (split.labels < count)).all() for split in splits.values()):
+            # out-of-range labels are refused by _check_range, which names them first
+            check_class_coverage(count, names, labels, declared=num_classes is not None or class_names is not None,
+                                 locate=lambda name, index: _locate(splits[name.removesuffix("_labels")], name, index))
+        return count, names
 
     def _check_range(self, name: str, split: _Steps) -> None:
         bad = np.flatnonzero((split.labels < 0) | (split.labels >= self._num_classes))

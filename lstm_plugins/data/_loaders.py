@@ -1,19 +1,20 @@
 """Data loaders that resume exactly: a per-epoch shuffle drawn from the seed, and a loader
-Lightning can checkpoint in the middle of an epoch."""
+Lightning can checkpoint in the middle of an epoch; evaluation shards that score each sample once."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from lstm_plugins import validation as check
 from lstm_plugins.data._buckets import LengthBucketBatchSampler, length_batching_pays
 from lstm_plugins.data._predict import LengthSortedSampler
 
-__all__ = ["EpochShuffleSampler", "ResumableDataLoader", "SplitLoaders"]
+__all__ = ["EpochShuffleSampler", "ResumableDataLoader", "SplitLoaders", "UnpaddedShard", "evaluation_sampler"]
 
 
 class EpochShuffleSampler(RandomSampler):
@@ -42,6 +43,62 @@ class EpochShuffleSampler(RandomSampler):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
+class UnpaddedShard(DistributedSampler):
+    """This process's share of an evaluation order, every ``num_replicas``-th index from ``rank``,
+    without the duplicates ``DistributedSampler`` pads with (so shards may differ by one sample).
+
+    Being a ``DistributedSampler``, Lightning keeps it instead of putting in its padding one;
+    torchmetrics then reduces exact sums and counts over the uneven shards.
+
+    Example:
+        >>> [list(UnpaddedShard(range(3), num_replicas=2, rank=rank)) for rank in (0, 1)]
+        [[0, 2], [1]]
+        >>> list(UnpaddedShard([10, 11, 12], num_replicas=2, rank=0, order=[2, 0, 1]))
+        [2, 1]
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int, rank: int, order: Any = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.order = order
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(range(len(self.dataset))) if self.order is None else list(self.order)
+        return iter(order[self.rank::self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def evaluation_sampler(dataset: Any, sampler: Sampler[int] | None = None) -> Sampler[int] | None:
+    """The sampler for validation, test or prediction batches: ``sampler`` (``None``: dataset
+    order) as is in one process; this process's :class:`UnpaddedShard` of it when a process group
+    of several is initialised (DDP), so each sample is scored exactly once.
+
+    With fewer samples than processes a shard would be empty (a process without batches would
+    leave the others waiting in the metric reduction): the order is then left to Lightning,
+    which pads with duplicates, and a warning says so.
+
+    Example:
+        >>> evaluation_sampler(range(3)) is None  # one process: unchanged
+        True
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return sampler
+    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    if world == 1:
+        return sampler
+    if len(dataset) < world:
+        warnings.warn(
+            f"An evaluation split has {len(dataset)} samples for {world} processes: some are scored twice "
+            "(Lightning pads each process to the same count); evaluate it in one process for exact metrics.",
+            stacklevel=2,
+        )
+        return sampler
+    return UnpaddedShard(dataset, world, rank, order=None if sampler is None else list(sampler))
 
 
 class ResumableDataLoader(DataLoader):
@@ -189,6 +246,8 @@ class SplitLoaders:
                 dataset, batch_size=self.batch_size, sampler=EpochShuffleSampler(dataset, self.seed), **common
             )
         sampler = LengthSortedSampler(dataset.lengths) if by_length else None
+        # Under DDP, each process scores its own share once: no padded duplicates in the metrics.
+        sampler = evaluation_sampler(dataset, sampler)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -12,6 +12,7 @@ import numpy as np
 from torch import Tensor
 
 from lstm_plugins import validation as check
+from lstm_plugins.data._checks import text_lines
 
 __all__ = [
     "EMBEDDED_SERIES", "EmbeddedSeries", "SeriesTable", "as_series", "names_of_series", "read_series_csv", "span_steps",
@@ -64,42 +65,51 @@ def read_series_csv(
         ((144, 1), ('Passengers',), '1949-01', [112.0, 118.0, 132.0])
     """
     where = repr(os.fspath(path))
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"No series file at {where}.")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise ValueError(f"Expected {where} to start with a header line naming its columns, but it is empty.")
-        header = [name.strip() for name in header]
-        if isinstance(columns, str):
-            raise TypeError(f"Expected `columns` to be a list of column names, but got {columns!r}.")
-        repeated = sorted({name for name in header if header.count(name) > 1})
-        if repeated:
-            raise ValueError(f"Expected distinct column names in {where}, but `{repeated[0]}` is repeated.")
-        for name in [*(columns or ()), *([time_column] if time_column is not None else [])]:
-            if name not in header:
-                raise ValueError(f"Expected a column `{name}` in {where}, but its columns are {', '.join(header)}.")
-        names = list(columns) if columns is not None else [name for name in header if name != time_column]
-        if not names:
-            raise ValueError(f"Expected at least one value column in {where}, but got none.")
-        positions = [header.index(name) for name in names]
-        rows: list[list[float]] = []
-        labels: list[str] = []
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue  # blank lines (a trailing newline, for example)
-            line = reader.line_num
-            if len(row) != len(header):
-                raise ValueError(
-                    f"{where}, line {line}: expected {len(header)} cells like the header, but got {len(row)}."
-                )
-            rows.append([_number(row[p], where, line, name, first=not rows) for p, name in zip(positions, names)])
-            if time_column is not None:
-                labels.append(row[header.index(time_column)].strip())
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"Expected {where} to start with a header line naming its columns, but it is empty.")
+    lines = text_lines(path, what="series file")  # names file and line: missing, binary, not UTF-8
+    reader = csv.reader(lines, strict=True)  # an unclosed quote is an error, not a field running to the end
+    rows_of = _csv_rows(reader, where)
+    header = next(rows_of, None)
+    if not header:
+        raise ValueError(f"Expected {where} to start with a header line naming its columns, but it is empty.")
+    header = [name.strip() for name in header]
+    if isinstance(columns, str):
+        raise TypeError(f"Expected `columns` to be a list of column names, but got {columns!r}.")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ValueError(f"Expected distinct column names in {where}, but `{repeated[0]}` is repeated.")
+    for name in [*(columns or ()), *([time_column] if time_column is not None else [])]:
+        if name not in header:
+            raise ValueError(f"Expected a column `{name}` in {where}, but its columns are {', '.join(header)}.")
+    names = list(columns) if columns is not None else [name for name in header if name != time_column]
+    if not names:
+        raise ValueError(f"Expected at least one value column in {where}, but got none.")
+    positions = [header.index(name) for name in names]
+    rows: list[list[float]] = []
+    labels: list[str] = []
+    for row in rows_of:
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank lines (a trailing newline, for example)
+        line = reader.line_num
+        if len(row) != len(header):
+            raise ValueError(
+                f"{where}, line {line}: expected {len(header)} cells like the header, but got {len(row)}."
+            )
+        rows.append([_number(row[p], where, line, name, first=not rows) for p, name in zip(positions, names)])
+        if time_column is not None:
+            labels.append(row[header.index(time_column)].strip())
     if len(rows) < 2:
         raise ValueError(f"Expected at least two rows of values in {where}, but got {len(rows)}.")
     return SeriesTable(np.asarray(rows, dtype=np.float64), tuple(names), tuple(labels) if time_column else None)
+
+
+def _csv_rows(reader: Any, where: str) -> Iterator[list[str]]:
+    """The reader's rows, a CSV syntax error named with its file and line."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise ValueError(f"{where}, line {reader.line_num}: {error}.") from None
 
 
 _GAP = "fill or cut the gap before forecasting."

@@ -12,6 +12,7 @@ import torch
 from lstm_plugins import validation as check
 from lstm_plugins.data._arrays import as_label_array, as_target_array
 from lstm_plugins.data._batch import PaddedSequenceDataset
+from lstm_plugins.data._checks import check_class_coverage
 
 __all__ = [
     "TASKS", "DataTask", "check_classes", "check_model_task", "dataset", "random_split", "stratified_split", "target_statistics",
@@ -77,9 +78,18 @@ def check_classes(
 ) -> tuple[int, tuple[str, ...]]:
     """The class count and names, checked against the labels of both splits.
 
+    A class with no training sample is refused when the count is inferred from the labels
+    (labels {3, 7} would otherwise make 8 classes, 6 of them phantoms), and named in a
+    :class:`~lstm_plugins.data.ClassCoverageWarning` when ``num_classes`` or ``class_names``
+    declares it.
+
     Example:
-        >>> check_classes(None, None, np.array([0, 2]), None)
+        >>> check_classes(None, None, np.array([0, 2, 1]), None)
         (3, ('0', '1', '2'))
+        >>> check_classes(None, None, np.array([0, 1]), np.array([1, 2]))
+        Traceback (most recent call last):
+        ...
+        ValueError: Class(es) 2 ('2', first at `test_labels[1]`) have no sample in `train_labels`, ...
     """
     names: tuple[str, ...] | None = None
     if class_names is not None:
@@ -92,6 +102,8 @@ def check_classes(
         for i, name in enumerate(names):
             if not isinstance(name, str):
                 raise TypeError(f"Expected `class_names[{i}]` to be a str, but got {type(name).__name__}.")
+            if name in names[:i]:
+                raise ValueError(f"Expected distinct `class_names`, but `class_names[{i}]` repeats {name!r}.")
     if num_classes is not None:
         count = check.int_at_least("num_classes", num_classes, 2)
     else:
@@ -113,7 +125,12 @@ def check_classes(
             raise ValueError(
                 f"Expected `{label_name}` in [0, {count}), but `{label_name}[{bad[0]}]` is {labels[bad[0]]}."
             )
-    return count, names if names is not None else tuple(str(i) for i in range(count))
+    names = names if names is not None else tuple(str(i) for i in range(count))
+    check_class_coverage(
+        count, names, {"train_labels": train_labels, "test_labels": test_labels},
+        declared=num_classes is not None or class_names is not None,
+    )
+    return count, names
 
 
 def _no_validation_left(val_fraction: float, count: int) -> ValueError:

@@ -10,6 +10,7 @@ from typing import Union
 import numpy as np
 
 from lstm_plugins import validation as check
+from lstm_plugins.data._checks import text_lines
 
 __all__ = ["TsData", "read_ts"]
 
@@ -33,12 +34,14 @@ class TsData:
         class_names: Class labels in the order of the ``@classLabel`` header; ``()`` for a
             regression problem.
         problem_name: Value of the ``@problemName`` header, if any.
+        class_label_line: 1-based line of the ``@classLabel`` header, if any (for messages).
     """
 
     sequences: list[np.ndarray]
     labels: np.ndarray
     class_names: tuple[str, ...]
     problem_name: str | None = None
+    class_label_line: int | None = None
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -79,6 +82,7 @@ class _Parser:
         self.problem_name: str | None = None
         self.class_names: tuple[str, ...] | None = None
         self.class_index: dict[str, int] = {}
+        self.class_label_line: int | None = None
         self.regression = False
         self.dimensions: int | None = None
         self.univariate: bool | None = None
@@ -162,6 +166,7 @@ class _Parser:
             if len(set(names)) != len(names):
                 raise self.error(f"expected distinct class labels, but got {_preview(names)}.")
             self.class_names = names
+            self.class_label_line = self.line_number
             self.class_index = {name: i for i, name in enumerate(names)}
         elif key == "data":
             self._start_data()
@@ -274,6 +279,7 @@ class _Parser:
                 self.labels, dtype=np.float32 if self.regression else np.int64),
             class_names=self.class_names or (),
             problem_name=self.problem_name,
+            class_label_line=self.class_label_line,
         )
 
 
@@ -305,7 +311,10 @@ def read_ts(
         float32 targets (regression; ``class_names`` is empty).
 
     Raises:
-        ValueError: The file is too large or malformed; the message names the file and line.
+        ValueError: The file is too large, empty, binary, not UTF-8 or malformed; the message
+            names the file and line. A UTF-8 byte-order mark is skipped.
+        FileNotFoundError: No file at ``path`` (``IsADirectoryError``, ``PermissionError``: a
+            folder, an unreadable file); the message names the path.
 
     Example:
         >>> import pathlib, tempfile
@@ -326,13 +335,14 @@ def read_ts(
     max_bytes = check.int_at_least("max_bytes", max_bytes, 1)
     max_series = check.int_at_least("max_series", max_series, 1)
     name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"No .ts file at {name!r}.")
     size = os.stat(name).st_size
     if size > max_bytes:
         raise ValueError(
             f"Expected `path` to be a .ts file of at most {max_bytes} bytes, but got {size} bytes."
         )
     parser = _Parser(name, max_series, check.boolean("labels_required", labels_required))
-    with open(name, encoding="utf-8") as handle:
-        for raw in handle:
-            parser.feed(raw)
+    for raw in text_lines(name, what=".ts file"):
+        parser.feed(raw)
     return parser.finish()

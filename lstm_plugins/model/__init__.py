@@ -25,9 +25,18 @@ from lstm_plugins.model._metrics import classification_metrics, regression_metri
 from lstm_plugins.model._models import LSTMClassifier, LSTMRegressor
 from lstm_plugins.model._module import SequenceModel
 from lstm_plugins.model._network import SequenceNetwork
+from lstm_plugins.model._summaries import (
+    AttentionSummary,
+    LastStepSummary,
+    MaxSummary,
+    MeanSummary,
+    masked_max,
+    masked_mean,
+)
 from lstm_plugins.model._tasks import ClassificationTask, RegressionTask, Task
 
 __all__ = [
+    "AttentionSummary",
     "BitsPerToken",
     "ClassificationTask",
     "ForecastError",
@@ -40,6 +49,9 @@ __all__ = [
     "LSTMRegressor",
     "LSTMSequenceLabeller",
     "LanguageModelTask",
+    "LastStepSummary",
+    "MaxSummary",
+    "MeanSummary",
     "Perplexity",
     "RegressionTask",
     "SequenceLabellingTask",
@@ -54,6 +66,8 @@ __all__ = [
     "generate",
     "language_model_metrics",
     "last_step_summary",
+    "masked_max",
+    "masked_mean",
     "predict_sequences",
     "regression_metrics",
     "reverse_within_length_index",

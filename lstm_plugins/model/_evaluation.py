@@ -11,17 +11,27 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from lstm_plugins.model._metrics import PER_ELEMENT_SUFFIXES
 from lstm_plugins.toolkit import log_step
+from lstm_plugins.training._safeguards import Safeguards
 from lstm_plugins.training._step_log import publish, to_host
 
 
-class EvaluationGuard(pl.Callback):
-    """Ends an evaluation that stops with an exception, so ``on_evaluation_end`` restores what
-    ``on_evaluation_start`` changed (swapped-in averaged weights, for example)."""
+class EvaluationGuard(Safeguards):
+    """The model's core callback: ends an evaluation that stops with an exception, so
+    ``on_evaluation_end`` restores what ``on_evaluation_start`` changed (swapped-in averaged
+    weights, for example), and carries the training :class:`~lstm_plugins.training.Safeguards`
+    (atomic checkpoint writes, SIGTERM, the non-finite loss stop) in the same callback, since each
+    callback costs every step.
+
+    Example:
+        >>> EvaluationGuard(stop_on_nonfinite_loss=False).nonfinite is None
+        True
+    """
 
     def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
         end = getattr(pl_module, "end_evaluation", None)
         if callable(end):
             end()
+        super().on_exception(trainer, pl_module, exception)
 
 
 class EvaluationSteps(pl.LightningModule):

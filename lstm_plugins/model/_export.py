@@ -3,9 +3,9 @@
 
 The graph is the model's own CPU forward pass, traced in ``eval()`` mode (every technique that
 only acts in training is inactive): the fused LSTM becomes ONNX's ``LSTM`` operator on the padded
-batch, each sequence is summarised at its last valid step, and a bidirectional layer's backward
-direction reads each sequence reversed within its own length, so padding never reaches a valid
-result. Batch size and sequence length are free axes of the graph.
+batch, each sequence is summarised over its valid steps (the network's ``summary`` and
+``branches``), and a bidirectional layer's backward direction reads each sequence reversed
+within its own length, so padding never reaches a valid result. Batch size and sequence length are free axes of the graph.
 
 Why ONNX: ``torch.export`` (and the ``torch.export``-based ONNX exporter) fix the time axis of an
 LSTM to the example's length (its decomposition loops over the steps), so a graph exported that
@@ -90,6 +90,12 @@ def _check_exportable(model: Any) -> None:
         raise ValueError(
             f"Cannot export a model whose `recurrence` slot is filled ({recurrence!r}): it steps "
             "through time in Python, which a traced graph would fix to one sequence length."
+        )
+    view = getattr(model, "sequence_view", None)
+    if view is not None:
+        raise ValueError(
+            f"Cannot export a model whose `sequence_view` slot is filled ({view!r}): it needs one fixed "
+            "sequence length, which a graph with a free time axis cannot enforce."
         )
 
 
@@ -211,6 +217,7 @@ def export_model(
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
                 warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
                 warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+                warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")  # a branch's padding
                 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
                 torch.onnx.export(
                     graph, example, os.fspath(temporary), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],

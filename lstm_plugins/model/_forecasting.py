@@ -227,11 +227,13 @@ class LSTMForecaster(SequenceModel):
         optimizer: OptimizerName = "adam",
         learning_rate: float = 1e-3,
         techniques: Sequence[TechniqueSpec] = (),
+        stop_on_nonfinite_loss: bool = True,
     ) -> None:
         task = ForecastingTask(horizon, num_series, seasonality=seasonality, loss=loss)
         super().__init__(
             task.num_series, task, hidden_size=hidden_size, num_layers=num_layers, bidirectional=bidirectional,
             optimizer=optimizer, learning_rate=learning_rate, techniques=techniques,
+            stop_on_nonfinite_loss=stop_on_nonfinite_loss,
         )
         self.num_series, self.horizon, self.seasonality = task.num_series, task.horizon, task.seasonality
 

@@ -158,7 +158,7 @@ class LSTMSequenceLabeller(SequenceModel):
         input_size: features per time step (the embedding size for token inputs).
         num_classes: number of step labels, at least 2.
         hidden_size, num_layers, bidirectional, optimizer, learning_rate, techniques,
-            num_embeddings: keyword-only, as for :class:`SequenceModel`.
+            num_embeddings, stop_on_nonfinite_loss: keyword-only, as for :class:`SequenceModel`.
 
     Example:
         >>> import torch
@@ -179,10 +179,11 @@ class LSTMSequenceLabeller(SequenceModel):
         learning_rate: float = 1e-3,
         techniques: Sequence[TechniqueSpec] = (),
         num_embeddings: int | None = None,
+        stop_on_nonfinite_loss: bool = True,
     ) -> None:
         super().__init__(
             input_size, SequenceLabellingTask(num_classes), hidden_size=hidden_size, num_layers=num_layers,
             bidirectional=bidirectional, optimizer=optimizer, learning_rate=learning_rate,
-            techniques=techniques, num_embeddings=num_embeddings,
+            techniques=techniques, num_embeddings=num_embeddings, stop_on_nonfinite_loss=stop_on_nonfinite_loss,
         )
         self.num_classes = self.task.num_classes

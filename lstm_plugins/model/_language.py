@@ -221,6 +221,7 @@ class LSTMLanguageModel(SequenceModel):
         techniques: Sequence[TechniqueSpec] = (),
         vocabulary: Vocabulary | Mapping[str, Any] | None = None,
         level: Level | None = None,
+        stop_on_nonfinite_loss: bool = True,
     ) -> None:
         self_vocabulary = None if vocabulary is None else Vocabulary.from_dict(vocabulary)
         if self_vocabulary is not None:
@@ -234,7 +235,7 @@ class LSTMLanguageModel(SequenceModel):
         super().__init__(
             embedding_size, LanguageModelTask(vocab_size, level=task_level), hidden_size=hidden_size,
             num_layers=num_layers, bidirectional=False, optimizer=optimizer, learning_rate=learning_rate,
-            techniques=techniques, num_embeddings=vocab_size,
+            techniques=techniques, num_embeddings=vocab_size, stop_on_nonfinite_loss=stop_on_nonfinite_loss,
         )
         # The hyper-parameters are this class's arguments (load_from_checkpoint calls it with
         # them); the vocabulary as plain data, so the checkpoint loads with weights_only=True.

@@ -21,7 +21,7 @@ class LSTMClassifier(SequenceModel):
         input_size: features per time step (the embedding size for token inputs).
         num_classes: number of classes, at least 2.
         hidden_size, num_layers, bidirectional, optimizer, learning_rate, techniques,
-            num_embeddings: keyword-only, as for :class:`SequenceModel`.
+            num_embeddings, stop_on_nonfinite_loss: keyword-only, as for :class:`SequenceModel`.
 
     Example:
         >>> from lstm_plugins import LSTMClassifier
@@ -44,11 +44,12 @@ class LSTMClassifier(SequenceModel):
         learning_rate: float = 1e-3,
         techniques: Sequence[TechniqueSpec] = (),
         num_embeddings: int | None = None,
+        stop_on_nonfinite_loss: bool = True,
     ) -> None:
         super().__init__(
             input_size, ClassificationTask(num_classes), hidden_size=hidden_size, num_layers=num_layers,
             bidirectional=bidirectional, optimizer=optimizer, learning_rate=learning_rate,
-            techniques=techniques, num_embeddings=num_embeddings,
+            techniques=techniques, num_embeddings=num_embeddings, stop_on_nonfinite_loss=stop_on_nonfinite_loss,
         )
         self.num_classes = self.task.num_classes
 
@@ -69,7 +70,7 @@ class LSTMRegressor(SequenceModel):
             ``target_mean`` / ``target_std``): the head learns standardised targets and predicts
             in the original units; saved with the hyper-parameters.
         hidden_size, num_layers, bidirectional, optimizer, learning_rate, techniques,
-            num_embeddings: keyword-only, as for :class:`SequenceModel`.
+            num_embeddings, stop_on_nonfinite_loss: keyword-only, as for :class:`SequenceModel`.
 
     Example:
         >>> import torch
@@ -94,13 +95,14 @@ class LSTMRegressor(SequenceModel):
         learning_rate: float = 1e-3,
         techniques: Sequence[TechniqueSpec] = (),
         num_embeddings: int | None = None,
+        stop_on_nonfinite_loss: bool = True,
     ) -> None:
         super().__init__(
             input_size,
             RegressionTask(num_outputs, loss, target_mean=target_mean, target_std=target_std),
             hidden_size=hidden_size, num_layers=num_layers,
             bidirectional=bidirectional, optimizer=optimizer, learning_rate=learning_rate,
-            techniques=techniques, num_embeddings=num_embeddings,
+            techniques=techniques, num_embeddings=num_embeddings, stop_on_nonfinite_loss=stop_on_nonfinite_loss,
         )
         self.num_outputs = self.task.num_outputs
         self.loss_name = self.task.loss_name

@@ -8,6 +8,7 @@ in its own module: the network (:mod:`._network`), the task (:mod:`._tasks`), ev
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,9 @@ from lstm_plugins.model._tasks import Task
 from lstm_plugins.techniques._manager import build_technique_manager
 from lstm_plugins.techniques._registry import TechniqueSpec, resolve_technique, technique_specs
 from lstm_plugins.toolkit import log_due
+from lstm_plugins.training._checkpoint_check import read_checkpoint
 from lstm_plugins.training._denormals import FlushDenormals
+from lstm_plugins.training._nonfinite import skips_nonfinite_steps
 from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, configure_optimization
 from lstm_plugins.training._pickling import PER_PROCESS_ATTRIBUTES, unshare_tensors
 from lstm_plugins.training._state import load_state, restore_rng, save_state
@@ -53,6 +56,15 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         num_embeddings: for token inputs: the vocabulary size. Batches then carry
             ``(batch, time)`` integer ids, embedded into ``input_size`` features by
             ``model.embedding`` (a :class:`TokenEmbedding`).
+        stop_on_nonfinite_loss: stop training with ``NonFiniteLossError`` when the training
+            loss is NaN or infinite (read on the logging steps, no per-step sync; see
+            :class:`lstm_plugins.training.NonFiniteLossStop`). Ignored when a technique skips
+            such steps itself (``nonfinite_guard``). Also an attribute, settable before ``fit``.
+
+    A core callback attaches to every Trainer that runs the model (with
+    :class:`lstm_plugins.training.Safeguards`): checkpoints written atomically beside their
+    target (unless the Trainer has a ``CheckpointIO`` of the user's), SIGTERM saving a resumable
+    checkpoint, and the non-finite loss stop.
 
     Example:
         >>> from lstm_plugins import ClassificationTask, SequenceModel
@@ -73,6 +85,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         learning_rate: float = 1e-3,
         techniques: Sequence[TechniqueSpec] = (),
         num_embeddings: int | None = None,
+        stop_on_nonfinite_loss: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(task, Task):
@@ -106,6 +119,7 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         the task carries state; the training one is kept in checkpoints."""
         self._steps_ended = 0  # optimizer steps whose on_train_step_end has fired
         self._callbacks: list[Callback] | None = None
+        self.stop_on_nonfinite_loss = check.boolean("stop_on_nonfinite_loss", stop_on_nonfinite_loss)
         self.flush_denormals = True
         """Flush denormal floats to zero while a Trainer runs this model (fit, validate, test,
         predict), restoring the setting afterwards; set it to ``False`` before the Trainer first
@@ -146,6 +160,8 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         name from the saved hyper-parameters; a technique that is not installed is named in the
         error. Pass ``techniques=[...]`` to supply a stack that was not saved by name.
         """
+        if isinstance(checkpoint_path, (str, os.PathLike)) and "://" not in os.fspath(checkpoint_path):
+            read_checkpoint(checkpoint_path, weights_only=weights_only)  # refusals that name the file
         return super().load_from_checkpoint(  # type: ignore[return-value]
             checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict,
             weights_only=weights_only, **kwargs,
@@ -363,7 +379,9 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         # already holds (from an earlier fit) are not returned again, which would make Lightning
         # replace them and announce it.
         if self._callbacks is None:
-            self._callbacks = [EvaluationGuard(), *([FlushDenormals()] if self.flush_denormals else [])]
+            stop = self.stop_on_nonfinite_loss and not skips_nonfinite_steps(self.techniques)
+            guard = EvaluationGuard(stop_on_nonfinite_loss=stop)  # with the Safeguards: one callback
+            self._callbacks = [guard, *([FlushDenormals()] if self.flush_denormals else [])]
             for contributed in self._hook.configure_callbacks(model=self):
                 self._callbacks.extend([contributed] if isinstance(contributed, Callback) else contributed)
         attached = {id(callback) for callback in getattr(self._trainer, "callbacks", ())}

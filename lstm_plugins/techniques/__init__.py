@@ -14,12 +14,17 @@ from lstm_plugins.techniques._registry import (
     resolve_technique,
     technique_specs,
 )
+from lstm_plugins.techniques._search_space import Choice, FloatRange, IntRange, SearchValue
 from lstm_plugins.techniques._technique import Technique, technique_name
 
 __all__ = [
     "BLOCK_ENVIRONMENT_VARIABLE",
     "DISABLE_ENVIRONMENT_VARIABLE",
+    "Choice",
+    "FloatRange",
+    "IntRange",
     "PROJECT_NAME",
+    "SearchValue",
     "Technique",
     "TechniqueInfo",
     "TechniqueManager",

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+from lstm_plugins.techniques._search_space import SearchValue
 
 
 class Technique:
     """Base class for techniques: records constructor arguments and declares exclusivity.
 
     Subclassing is optional (any object with :data:`lstm_plugins.hookimpl` methods is a
-    technique), but it gives a technique four things:
+    technique), but it gives a technique six things:
 
     * ``config``: the arguments it was constructed with, so a model can save its stack as
       hyper-parameters and rebuild it from a checkpoint or a YAML file;
@@ -21,13 +24,20 @@ class Technique:
       stores what ``state_dict()`` returns under the technique's name, checks on loading that the
       stored keys and value types are those a fresh technique returns (a tampered or mismatched
       state is refused, naming the technique and the key), then calls ``load_state_dict``;
+    * ``search_space``: the ranges of its arguments worth searching (:class:`FloatRange`,
+      :class:`IntRange`, :class:`Choice`, keyed by ``__init__`` argument name), which
+      ``lstm-plugins tune`` samples when the technique is a candidate of a search;
+    * ``skips_nonfinite_steps``: set it when the technique handles non-finite losses itself
+      (as ``nonfinite_guard`` does), so the model's default stop on a NaN loss steps aside;
     * a readable ``repr``.
 
     Example:
         >>> from lstm_plugins import Technique, hookimpl
+        >>> from lstm_plugins.techniques import FloatRange
         >>> class GradientNoise(Technique):
         ...     '''Adds Gaussian noise to gradients.'''
         ...     name = "gradient_noise"
+        ...     search_space = {"scale": FloatRange(1e-3, 1.0, log=True)}
         ...     def __init__(self, scale: float = 0.01) -> None:
         ...         self.scale = scale
         ...     @hookimpl
@@ -44,6 +54,14 @@ class Technique:
 
     exclusive: ClassVar[str | None] = None
     """A slot that at most one technique of a model may occupy."""
+
+    search_space: ClassVar[Mapping[str, SearchValue]] = {}
+    """Ranges worth searching per ``__init__`` argument (from the technique's paper); the tuner
+    checks that every key is an argument, naming the technique and the key."""
+
+    skips_nonfinite_steps: ClassVar[bool] = False
+    """Whether the technique skips steps with a non-finite loss itself; the model then does not
+    stop training on one (``stop_on_nonfinite_loss``)."""
 
     _config: dict[str, Any]
 

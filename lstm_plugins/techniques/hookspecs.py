@@ -16,8 +16,7 @@ copy per logging step, on the rows of Lightning's ``self.log``); iterate
 ``model.cached_named_parameters()``. Forward-path changes are made once, in
 :func:`configure_network`, never by a hook called inside ``forward``.
 
-State that must survive a checkpoint is not a hook: define ``state_dict()`` and
-``load_state_dict(state)`` (see :class:`lstm_plugins.Technique`).
+Checkpointed state is not a hook: see ``state_dict()`` in :class:`lstm_plugins.Technique`.
 
 Example:
     >>> from lstm_plugins import hookimpl
@@ -84,23 +83,25 @@ def configure_network(model: SequenceModel) -> None:
     """Change the network, once, while the model is being constructed.
 
     Fires inside the model's ``__init__``, after every part of the network exists and before
-    metrics, callbacks and the optimizer. The forward pass is, in order:
-
-    ``model.embedding`` (token models only; its ``weight_transform`` Sequential acts on the
-    embedding matrix) → ``model.input_layers`` (Sequential on the padded ``(batch, time,
-    features)`` input) → ``model.lstm`` (a ``torch.nn.LSTM``, ``batch_first=True``) run with
-    ``model.weight_transforms`` (ModuleDict: LSTM weight name such as ``"weight_hh_l0"`` → module
-    mapping that weight to the one used in this pass) → ``model.sequence_layers`` (Sequential on
-    the ``(batch, time, hidden * directions)`` outputs) → the last-step summary →
-    ``model.output_layers`` (Sequential on ``(batch, hidden * directions)``) → ``model.head``.
+    metrics, callbacks and the optimizer. The forward pass, in order: ``model.embedding`` (token
+    models; its ``weight_transform`` Sequential acts on the embedding matrix) →
+    ``model.input_layers`` (Sequential on the padded ``(batch, time, features)`` input) →
+    ``model.sequence_view`` (``None``, or ``(lstm_input, lengths) -> (lstm_input, lengths)``:
+    what the LSTM reads as steps) → ``model.lstm`` (``torch.nn.LSTM``, ``batch_first``) run with
+    ``model.weight_transforms`` (ModuleDict: weight name such as ``"weight_hh_l0"`` → module
+    mapping it to the weight used in this pass) → ``model.sequence_layers`` (Sequential on the
+    ``(batch, time, hidden * directions)`` outputs) → ``model.summary`` (``(outputs, lengths,
+    bidirectional) -> (batch, features)``, the last valid step by default; a technique setting it
+    claims ``exclusive = "summary"``), joined by each of ``model.branches``
+    (``model.add_branch(name, module, size)``: ``module(features, lengths) -> (batch, size)`` on
+    the input, beside the LSTM; rebuilds the head) → ``model.output_layers`` → ``model.head``.
 
     :param model: the model being built; ``model.task`` and ``model.techniques`` are set.
 
-    May change: append to those Sequentials, add weight transforms, set ``model.lstm``'s
-    attributes (its inter-layer ``dropout``), re-initialise weights. A technique that cannot run on
-    the fused kernel may set ``model.recurrence``, a module called as ``recurrence(lstm_input,
-    lengths, lstm, weights)`` (claim ``exclusive = "recurrence"`` and say so in the docs). Raise
-    ``ValueError`` to refuse a model the technique cannot work with.
+    May change: append to those Sequentials, fill the slots, add weight transforms, set the LSTM's
+    ``dropout``, re-initialise weights. Off the fused kernel, set ``model.recurrence``
+    (``recurrence(lstm_input, lengths, lstm, weights)``; claim ``exclusive = "recurrence"``, say
+    so in the docs). Raise ``ValueError`` to refuse a model the technique cannot work with.
     """
 
 

@@ -73,10 +73,29 @@ def _per_process(model: Any, carried: tuple[Tensor, Tensor]) -> list[Tensor]:
 def load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
     """Restore every technique's state from ``checkpoint``; returns the saved random streams.
 
-    A technique the checkpoint was written without starts fresh. A stored state whose keys or
-    value types differ from those of the fresh technique is refused before anything is loaded,
-    naming the technique and the key.
+    When a Trainer resumes a fit, the checkpoint is first checked against the model
+    (:func:`~lstm_plugins.training._checkpoint_check.check_checkpoint`: weights, technique
+    stack, optimizer). Otherwise (an evaluation, ``load_from_checkpoint``) a technique the
+    checkpoint was written without starts fresh. A stored state whose keys or value types differ
+    from those of the fresh technique is refused before anything is loaded, naming the technique
+    and the key; every error gains a note naming the checkpoint file when the Trainer knows it.
     """
+    trainer = getattr(model, "_trainer", None)
+    path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+    try:
+        if trainer is not None and getattr(trainer.state, "fn", None) == "fit":
+            from lstm_plugins.training._checkpoint_check import check_checkpoint
+
+            check_checkpoint(checkpoint, model, path=path, resume=True)
+        return _load_state(model, checkpoint)
+    except Exception as exc:
+        from lstm_plugins.training._checkpoint_check import name_checkpoint
+
+        name_checkpoint(exc, path)
+        raise
+
+
+def _load_state(model: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
     stored = checkpoint.get(CHECKPOINT_KEY)
     if stored is None:  # written by plain Lightning: no technique state, no random streams
         return None
