@@ -120,7 +120,8 @@ class FCNBranch(Technique):
     batch norm; ReLU) and global average pooling run on the input beside the LSTM, and their
     output is concatenated with the LSTM's summary before the head (:func:`fcn_branch`). Masked
     for padding (zeroed before every convolution, batch-norm statistics and the average over
-    valid steps only), so a sample's output never depends on its batch-mates. Stacks with the
+    valid steps only), so a sample's output never depends on padding, nor, in eval mode, on its
+    batch-mates (in training, batch norm uses the batch's statistics). Stacks with the
     dropout and clipping families (``dropout(output=...)`` then drops the joined features).
     Under DDP the batch-norm statistics are those of the global batch (synchronised, as
     ``torch.nn.SyncBatchNorm``); running statistics are model buffers (``branches.fcn.*``), so

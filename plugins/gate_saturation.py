@@ -158,7 +158,8 @@ def measure_gate_saturation(model: Any, features: Tensor, lengths: Tensor, margi
 
     The embedding (token models), input layers and weight transforms run in eval mode (their
     training flags are restored afterwards). The gates are those of the plain LSTM recurrence,
-    also when a technique replaces it (``model.recurrence``, zoneout for example).
+    also when a technique replaces it (``model.recurrence``, zoneout for example), on the steps
+    the LSTM reads (after ``model.sequence_view``, when a technique sets one).
     """
     embedding = getattr(model, "embedding", None)
     parts = [model.input_layers, model.weight_transforms] + ([embedding] if embedding is not None else [])
@@ -169,6 +170,9 @@ def measure_gate_saturation(model: Any, features: Tensor, lengths: Tensor, margi
             module.training = False
         with torch.no_grad():
             inputs = model.input_layers(features if embedding is None else embedding(features))
+            view = getattr(model, "sequence_view", None)
+            if view is not None:  # the steps the LSTM reads (the FCN branch's dimension shuffle)
+                inputs, lengths = view(inputs, lengths)
             weights = model.lstm_weights()
         return gate_saturation(model.lstm, inputs, lengths, margin, weights)
     finally:

@@ -266,7 +266,11 @@ def test_explain_refuses_bad_input_clearly(checkpoint, tmp_path, capsys, monkeyp
     assert cli.main([*base, "--dataset", "gun_point", "--task", "regression"]) == 2
     assert "holds a classifier (--task classification)" in capsys.readouterr().err
     assert cli.main(["explain", "--ckpt_path", str(tmp_path / "none.ckpt"), "--dataset", "gun_point"]) == 2
-    assert "No checkpoint at `--ckpt_path`" in capsys.readouterr().err
+    assert "none.ckpt' does not exist." in capsys.readouterr().err
+    (tmp_path / "empty.ckpt").write_bytes(b"")  # an interrupted write: named, not a bare EOFError
+    assert cli.main(["explain", "--ckpt_path", str(tmp_path / "empty.ckpt"), "--dataset", "gun_point"]) == 2
+    assert "empty.ckpt' is empty (0 bytes)" in capsys.readouterr().err
+    (tmp_path / "empty.ckpt").unlink()
     assert cli.main([*base, "--dataset", "gun_point", "--gates", "--index", "150"]) == 2
     assert "`--index` in [0, 150)" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "captum", None)

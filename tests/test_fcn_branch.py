@@ -258,3 +258,15 @@ def test_fit_under_two_process_ddp(ddp_run):
 
     quiet_trainer().test(model, datamodule=ArchiveDataModule("gun_point", batch_size=16, seed=0), verbose=False)
     assert model.test_results["test/accuracy"].item() == pytest.approx(rank0["test/accuracy"], abs=1e-6)
+
+
+def test_gate_saturation_reads_the_shuffled_steps():
+    """Diagnostics that rerun the LSTM see the steps it reads: with the dimension shuffle, one step
+    of `sequence_length` features (it crashed on the unshuffled input mid-training before)."""
+    from lstm_plugins.plugins import FCNBranch
+    from lstm_plugins.plugins.gate_saturation import measure_gate_saturation
+
+    model = LSTMClassifier(1, 2, hidden_size=4, techniques=[FCNBranch(filters=(4, 4, 4), dimension_shuffle=True,
+                                                                    sequence_length=20)])
+    fractions = measure_gate_saturation(model, torch.randn(3, 20, 1), torch.full((3,), 20))
+    assert fractions and all(0.0 <= float(value) <= 1.0 for value in fractions.values())

@@ -64,10 +64,10 @@ def _data():
                               val_fraction=0.25, batch_size=8, seed=0)  # 6 steps per epoch
 
 
-def _fit(root, *techniques, ckpt_path=None):
+def _fit(root, *techniques, ckpt_path=None, **trainer_options):
     torch.manual_seed(0)
     model = SendsAfterTheCallbacks(3, 3, hidden_size=8, bidirectional=True, techniques=["dropout", *techniques])
-    trainer = quiet_trainer(max_epochs=3, default_root_dir=root, log_every_n_steps=2)
+    trainer = quiet_trainer(max_epochs=3, default_root_dir=root, log_every_n_steps=2, **trainer_options)
     trainer.fit(model, datamodule=_data(), ckpt_path=ckpt_path)
     return model, trainer
 
@@ -87,6 +87,23 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly(where, tmp_path, capsys
     assert checkpoint["global_step"] == step  # mid-epoch: the epoch has 6 steps
     model, trainer = _fit(tmp_path / "resumed", TermAt(-1, where), ckpt_path=saved)
     assert trainer.global_step == 18
+    for (name, value), resumed in zip(expected.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(value, resumed), name
+
+
+def test_sigterm_between_accumulated_batches_stops_at_the_optimizer_step(tmp_path, capsys):
+    """With 2 batches per optimizer step, a SIGTERM in the first batch of a pair is held back to
+    the pair's end: the checkpoint keeps no half-accumulated gradient and the resume is exact."""
+    expected, _ = _fit(tmp_path / "straight", accumulate_grad_batches=2)
+    with pytest.raises(SystemExit):
+        _fit(tmp_path / "stopped", TermAt(4, "batch"), accumulate_grad_batches=2)
+    saved = tmp_path / "stopped" / "preempted.ckpt"
+    checkpoint = torch.load(saved, weights_only=True)
+    # Sent in the first batch of step 4's pair (batch 8 of 18); saved after the pair's step.
+    assert checkpoint["global_step"] == 5  # not 4 with half a pair's gradients dropped
+    assert "stopped by SIGTERM at step 5" in capsys.readouterr().err
+    model, trainer = _fit(tmp_path / "resumed", TermAt(-1, "batch"), ckpt_path=saved, accumulate_grad_batches=2)
+    assert trainer.global_step == 9
     for (name, value), resumed in zip(expected.state_dict().items(), model.state_dict().values()):
         assert torch.equal(value, resumed), name
 

@@ -79,6 +79,9 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     workers = {t.user_attrs["worker"] for t in counted}
     assert len(workers) == 2 and f"{socket.gethostname()}:{os.getpid()}" in workers, workers
     assert "[tune] trial" in out
+    # Workers that run side by side draw different values: no configuration is tried twice.
+    drawn = [tuple(sorted(t.params.items())) for t in counted]
+    assert len(set(drawn)) == len(drawn), drawn
 
 
 def test_killed_worker_is_resumed_to_the_budget(tmp_path):

@@ -68,14 +68,13 @@ def _statistics(checkpoint: dict[str, Any], input_size: int) -> tuple[np.ndarray
 
 
 def _load(arguments: argparse.Namespace) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
-    import torch
-
     from lstm_plugins.model import LSTMClassifier, LSTMRegressor
+    from lstm_plugins.training._checkpoint_check import read_checkpoint
 
     path = Path(arguments.ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at `--ckpt_path` {path}.")
-    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    # Missing, empty, truncated or crafted files, and files that are not Lightning checkpoints,
+    # are refused naming the file, as for every other --ckpt_path.
+    checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters", {})
     expected = "num_classes" if arguments.task == "classification" else "num_outputs"
     if expected not in hparams or "input_size" not in hparams:

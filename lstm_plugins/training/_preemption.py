@@ -46,7 +46,9 @@ class Preemption(Callback):
     saves too: the resumable loaders continue with the next batch, so the resumed run matches an
     uninterrupted one exactly), or, when the signal came after the callbacks saw the batch's end,
     when the exception arrives (Lightning resumes that state after the batch as well; tested
-    exact too). The ``lstm-plugins`` command then exits with status
+    exact too). Under gradient accumulation the stop waits for the batch whose optimizer step
+    completes the accumulation (an earlier checkpoint would drop the accumulated gradients). The
+    ``lstm-plugins`` command then exits with status
     :data:`PREEMPTED_EXIT_STATUS` (143).
 
     Single process only: under multi-process strategies Lightning's own handling applies (ranks
@@ -61,13 +63,23 @@ class Preemption(Callback):
     def __init__(self) -> None:
         self.saved: Path | None = None
         """The checkpoint written for the last SIGTERM, if any."""
+        self._deferred = False
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self.saved = None
+        self.saved, self._deferred = None, False
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if trainer.received_sigterm and self.saved is None and trainer.world_size == 1:
-            self._save(trainer)
+        if self.saved is not None or trainer.world_size != 1 or not (trainer.received_sigterm or self._deferred):
+            return
+        connector = trainer._signal_connector
+        if trainer.fit_loop.epoch_loop._should_accumulate():
+            # Between two optimizer steps of gradient accumulation: a checkpoint here would lose the
+            # gradients accumulated so far, so Lightning is let on (the SIGTERM is held back) to
+            # the batch that steps, and stops there.
+            connector.received_sigterm, self._deferred = False, True
+            return
+        connector.received_sigterm, self._deferred = True, False
+        self._save(trainer)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):

@@ -20,13 +20,14 @@ import os
 import socket
 import time
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from lstm_plugins import validation as check
 from lstm_plugins.cli._config import ConfigError
-from lstm_plugins.tune._search import Search, parse_search, sample_config
+from lstm_plugins.tune._search import Search, sample_config
 
 __all__ = ["load_config", "open_storage", "require_optuna", "run_study"]
 
@@ -284,9 +285,17 @@ def run_study(base: dict[str, Any], search: Search, raw_search: dict[str, Any], 
                 time.sleep(min(1.0, heartbeat))
                 continue
             break
-        # Reseeded per trial: one worker's sequence is reproducible, two workers differ.
-        study.sampler = optuna.samplers.TPESampler(seed=seed * 100_003 + len(trials),
-                                                   n_startup_trials=min(10, max(3, n_trials // 3)))
+        # Reseeded per trial: a lone worker's sequence is reproducible from `seed`. While another
+        # worker's trial runs, both would see the same history and draw the same values, so the
+        # seed then mixes in this worker's identity, and the constant liar counts running trials
+        # as poor ones (their neighbourhood is not drawn again before they finish).
+        trial_seed = seed * 100_003 + len(trials)
+        if any(t.state == TrialState.RUNNING for t in trials):
+            trial_seed = zlib.crc32(f"{trial_seed}:{socket.gethostname()}:{os.getpid()}".encode())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant_liar is "experimental" in Optuna
+            study.sampler = optuna.samplers.TPESampler(seed=trial_seed, constant_liar=True,
+                                                       n_startup_trials=min(10, max(3, n_trials // 3)))
         study.optimize(objective, n_trials=1, timeout=left, catch=(TrialFailed, Surplus), callbacks=[reporter],
                        gc_after_trial=False)
     return study
