@@ -144,3 +144,25 @@ def test_set_flush_denormal_reports_support_and_the_context_manager_restores_aft
     assert not denormals_are_flushed()
     with flushed_denormals(False):  # already off: nothing changes
         assert not denormals_are_flushed()
+
+
+def test_predict_sequences_flushes_while_it_runs_and_restores_after():
+    import numpy as np
+
+    from lstm_plugins.model import predict_sequences
+
+    seen = []
+
+    class Probe(torch.nn.Module):  # in the forward path: sees the setting while the kernels run
+        def forward(self, x):
+            seen.append(("forward", denormals_are_flushed()))
+            return x
+
+    model = LSTMClassifier(2, 2, hidden_size=4)
+    model.input_layers.append(Probe())
+    predict_sequences(model, [np.zeros((3, 2), np.float32)])
+    assert ("forward", True) in seen and not denormals_are_flushed()
+    model.flush_denormals = False
+    seen.clear()
+    predict_sequences(model, [np.zeros((3, 2), np.float32)])
+    assert ("forward", False) in seen

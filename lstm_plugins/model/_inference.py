@@ -22,6 +22,7 @@ from lstm_plugins import validation as check
 from lstm_plugins._files import replaced_atomically
 from lstm_plugins.data._arrays import as_sequence_arrays
 from lstm_plugins.data._predict import length_batches, resolve_standardization, standardize_values
+from lstm_plugins.training._denormals import flushed_denormals
 
 __all__ = ["predict_sequences", "write_predictions_csv"]
 
@@ -138,7 +139,8 @@ def predict_sequences(
     if callable(start):
         start("predict")
     try:
-        with torch.no_grad():
+        # Denormals flushed while the kernels run, as in Trainer.predict (model.flush_denormals).
+        with torch.no_grad(), flushed_denormals(getattr(model, "flush_denormals", True)):
             for positions in batches:
                 features, batch_lengths = _pad([arrays[p] for p in positions])
                 predictions = model(features.to(device), batch_lengths)

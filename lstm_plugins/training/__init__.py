@@ -3,7 +3,12 @@ the CLI's checkpoint policy, atomic checkpoint writes, SIGTERM and the non-finit
 
 from lstm_plugins.training._checkpoint_io import AtomicCheckpointIO, install_atomic_checkpoint_io
 from lstm_plugins.training._checkpointing import PeriodicCheckpoint
-from lstm_plugins.training._denormals import FlushDenormals, denormals_are_flushed
+from lstm_plugins.training._denormals import (
+    FlushDenormals,
+    denormals_are_flushed,
+    flushed_denormals,
+    set_flush_denormal,
+)
 from lstm_plugins.training._nonfinite import NonFiniteLossError, NonFiniteLossStop
 from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, build_optimizer
 from lstm_plugins.training._pickling import unshare_tensors
@@ -27,11 +32,13 @@ __all__ = [
     "StepLogger",
     "build_optimizer",
     "denormals_are_flushed",
+    "flushed_denormals",
     "install_atomic_checkpoint_io",
     "load_state",
     "publish",
     "restore_rng",
     "save_state",
+    "set_flush_denormal",
     "to_host",
     "unshare_tensors",
 ]
