@@ -14,6 +14,8 @@ Usage::
     python examples/tuning_results.py                    # 3 studies + 30 runs (~30-45 min on 2 shared cores)
     python examples/tuning_results.py --datasets gun_point --n_trials 6
     python examples/tuning_results.py --smoke            # 1 data set, 2 trials x 1 epoch, 2 seeds
+    python examples/tuning_results.py --datasets gun_point arrow_head \
+        --search examples/configs/search_archive_hybrids.yaml --output tuning_hybrids
 """
 
 from __future__ import annotations
@@ -77,13 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--output", default="tuning_results", help="studies, best configs and results.json")
+    parser.add_argument("--search", default=str(SEARCH),
+                        help="the search file (search_archive_hybrids.yaml adds the summary and the FCN branch)")
     parser.add_argument("--smoke", action="store_true", help="gun_point, 2 trials x 1 epoch x 2 folds, 2 seeds")
     arguments = parser.parse_args(argv)
     torch.set_num_threads(1)
     from lstm_plugins.tune import best_config, tune
     from lstm_plugins.tune._study import load_config
 
-    search = load_config(SEARCH, "search config")
+    search = load_config(arguments.search, "search config")
     datasets, seeds, epochs = arguments.datasets, range(arguments.seeds), None
     if arguments.smoke:
         search["search"]["trainer"] = {"max_epochs": {"int": [1, 1]}}

@@ -292,7 +292,7 @@ def test_a_trial_past_the_deadline_stops_at_its_next_fold():
     assert len(trial.user_attrs["fold_values"]) == 1  # one fold of three ran
 
 
-@pytest.mark.parametrize("name", ["search_archive.yaml", "search_japanese_vowels.yaml"])
+@pytest.mark.parametrize("name", ["search_archive.yaml", "search_archive_hybrids.yaml", "search_japanese_vowels.yaml"])
 def test_the_example_searches_parse_and_build_at_both_ends(name):
     """The shipped search files are valid searches over the default `fit` config: parsed, and the
     configs at the low and high ends of every range build (what `tune` checks before a trial)."""

@@ -152,7 +152,7 @@ def explain(argv: Sequence[str]) -> int:
         >>> explain(["--ckpt_path", "missing.ckpt", "--dataset", "gun_point"])
         Traceback (most recent call last):
         ...
-        FileNotFoundError: No checkpoint at `--ckpt_path` missing.ckpt.
+        FileNotFoundError: Checkpoint 'missing.ckpt' does not exist.
     """
     arguments = _parser().parse_args(list(argv))
     if arguments.threads < 0:
