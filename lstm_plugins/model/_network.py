@@ -136,9 +136,10 @@ class SequenceNetwork(nn.Module):
                 f"Expected `features` of shape (batch, time, {self.input_size}), "
                 f"but got {tuple(features.shape)}."
             )
-        if not self.task.carries_state and features.size(1) > 0:  # (no time step: run_lstm says so)
-            # Here too, not only in run_lstm: zoneout's recurrence, a sequence view and the
-            # branches read `lengths` before (or without) run_lstm.
+        reads_lengths_first = self.recurrence is not None or self.sequence_view is not None or bool(self.branches)
+        if reads_lengths_first and not self.task.carries_state and features.size(1) > 0:
+            # Zoneout's recurrence, a sequence view and the branches read `lengths` before (or
+            # without) run_lstm, which checks them on the plain path (once per step is enough).
             check_lengths(lengths, features.size(0), features.size(1))
         network_input, input_lengths = features, lengths
         lstm_input = self.input_layers(features)
