@@ -32,10 +32,20 @@ def _files(tmp_path, epochs=None):
 
 
 def _worker(base, search, output, n_trials, *extra):
+    """A `lstm-plugins tune` process; its output goes to files beside the study (a pipe nobody
+    reads until the end could fill and stall the worker)."""
     command = [sys.executable, "-m", "lstm_plugins", "tune", "--config", str(base), "--search", str(search),
                "--output", str(output), "--n_trials", str(n_trials), *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    logs = output.parent / f"worker_{len(list(output.parent.glob('worker_*.out')))}"
+    worker = subprocess.Popen(command, stdout=open(f"{logs}.out", "w"), stderr=open(f"{logs}.err", "w"), text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    worker.logs = logs
+    return worker
+
+
+def _output(worker):
+    """The worker's stdout and stderr, once it has exited."""
+    return (open(f"{worker.logs}.out").read(), open(f"{worker.logs}.err").read())
 
 
 def _wait_for_running(output, worker):
@@ -43,6 +53,8 @@ def _wait_for_running(output, worker):
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         time.sleep(0.3)
+        if worker.poll() is not None:
+            pytest.fail(f"the worker exited ({worker.returncode}) before running a trial: {_output(worker)[1][-3000:]}")
         if (output / "study.db").exists():
             try:
                 _, states = _states(output)
@@ -51,7 +63,8 @@ def _wait_for_running(output, worker):
             if "RUNNING" in states:
                 return
     worker.kill()
-    pytest.fail("the worker never started a trial")
+    worker.wait()
+    pytest.fail(f"the worker never started a trial: {_output(worker)[1][-3000:]}")
 
 
 def _states(output):
@@ -67,7 +80,8 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     other = _worker(base, search, output, 5)
     _wait_for_running(output, other)  # then join its study
     tune(base, search, n_trials=5, output=output, progress=False)
-    out, err = other.communicate(timeout=300)
+    other.wait(timeout=300)
+    out, err = _output(other)
     assert other.returncode == 0, err[-3000:]
     study, states = _states(output)
     counted = [t for t in study.get_trials() if not t.user_attrs.get("surplus")]

@@ -268,6 +268,7 @@ def run_study(base: dict[str, Any], search: Search, raw_search: dict[str, Any], 
     reporter = Progress(n_trials, timeout, started, progress)
     heartbeat = getattr(storage, "heartbeat_interval", None)
     TrialState = optuna.trial.TrialState
+    me = f"{socket.gethostname()}:{os.getpid()}"  # as recorded in each trial's "worker"
     while True:
         left = None if timeout is None else timeout - (time.monotonic() - started)
         if left is not None and left <= 0:
@@ -285,13 +286,14 @@ def run_study(base: dict[str, Any], search: Search, raw_search: dict[str, Any], 
                 time.sleep(min(1.0, heartbeat))
                 continue
             break
-        # Reseeded per trial: a lone worker's sequence is reproducible from `seed`. While another
-        # worker's trial runs, both would see the same history and draw the same values, so the
-        # seed then mixes in this worker's identity, and the constant liar counts running trials
-        # as poor ones (their neighbourhood is not drawn again before they finish).
+        # Reseeded per trial: a lone worker's sequence is reproducible from `seed`. Once another
+        # worker has run trials of this study, two workers could see the same history at the same
+        # moment and draw the same values, so the seed then mixes in this worker's identity, and
+        # the constant liar counts running trials as poor ones (their neighbourhood is not drawn
+        # again before they finish).
         trial_seed = seed * 100_003 + len(trials)
-        if any(t.state == TrialState.RUNNING for t in trials):
-            trial_seed = zlib.crc32(f"{trial_seed}:{socket.gethostname()}:{os.getpid()}".encode())
+        if any(t.user_attrs.get("worker", me) != me for t in trials):
+            trial_seed = zlib.crc32(f"{trial_seed}:{me}".encode())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # constant_liar is "experimental" in Optuna
             study.sampler = optuna.samplers.TPESampler(seed=trial_seed, constant_liar=True,
