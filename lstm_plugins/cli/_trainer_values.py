@@ -108,7 +108,15 @@ def cluster_environment() -> str | None:
 
 
 def check_trainer_values(trainer: Mapping[str, Any]) -> None:
-    """Refuse a Trainer value Lightning cannot run (see the module docstring), naming ``trainer.<key>``."""
+    """Refuse a Trainer value Lightning cannot run (see the module docstring), naming ``trainer.<key>``.
+
+    Example:
+        >>> check_trainer_values({"max_epochs": 10, "accumulate_grad_batches": 2})
+        >>> check_trainer_values({"max_epochs": -5})
+        Traceback (most recent call last):
+        ...
+        lstm_plugins.cli._config.ConfigError: Expected `trainer.max_epochs` to be a positive int, -1 (no limit) or null, but got -5.
+    """
     for key, (accepts, expectation) in _RULES.items():
         if key not in trainer:
             continue

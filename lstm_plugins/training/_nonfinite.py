@@ -13,7 +13,22 @@ __all__ = ["NonFiniteLossError", "NonFiniteLossStop", "skips_nonfinite_steps"]
 
 
 class NonFiniteLossError(ValueError):
-    """Training stopped: the training loss was NaN or infinite (see :class:`NonFiniteLossStop`)."""
+    """Training stopped: the training loss was NaN or infinite (see :class:`NonFiniteLossStop`).
+
+    Example:
+        >>> import pytorch_lightning as pl
+        >>> import torch
+        >>> from lstm_plugins import LSTMClassifier, NonFiniteLossError
+        >>> from lstm_plugins.data import JapaneseVowelsDataModule
+        >>> model = LSTMClassifier(12, 9, learning_rate=1e38, optimizer="sgd")
+        >>> trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        ...                      enable_model_summary=False, log_every_n_steps=1, limit_val_batches=0)
+        >>> try:
+        ...     trainer.fit(model, datamodule=JapaneseVowelsDataModule(batch_size=32))
+        ... except NonFiniteLossError as error:
+        ...     print(str(error).split(",")[0])
+        The training loss was NaN or infinite at step 1 (epoch 0)
+    """
 
 
 def skips_nonfinite_steps(techniques: Any) -> bool:
@@ -106,7 +121,7 @@ class NonFiniteLossStop(Callback):
         elif total is None or math.isfinite(float(total)):
             return
         else:
-            where = f"at a step between {first} and {step}"
+            where = f"at step {step}" if first == step else f"at a step between {first} and {step}"
         raise NonFiniteLossError(
             f"The training loss was NaN or infinite {where} (epoch {epoch}), so training stopped. "
             "Common causes: a learning rate too high, exploding gradients (stack `gradient_clipping`), "

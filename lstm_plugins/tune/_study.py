@@ -76,7 +76,18 @@ def load_config(config: Mapping[str, Any] | str | Path, what: str) -> dict[str, 
 def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | None = None) -> Any:
     """An Optuna storage for ``url``; an RDB URL (SQLite, PostgreSQL, MySQL) gets heartbeats, so
     a killed worker's running trial is failed after ``grace_period`` seconds and run again.
-    A URL that cannot be opened raises ``ValueError`` naming it, before any trial."""
+    A URL that cannot be opened raises ``ValueError`` naming it, before any trial.
+
+    Example:
+        >>> import tempfile
+        >>> storage = open_storage(f"sqlite:///{tempfile.mkdtemp()}/study.db", heartbeat_interval=5)
+        >>> type(storage).__name__, storage.heartbeat_interval
+        ('RDBStorage', 5)
+        >>> open_storage("study.db")
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected `storage` to be a database URL such as sqlite:///study.db, but got 'study.db'.
+    """
     optuna = require_optuna()
     if "://" not in url:
         raise ValueError(f"Expected `storage` to be a database URL such as sqlite:///study.db, but got {url!r}.")
