@@ -23,6 +23,27 @@ def make_batch(lengths, num_features=12, num_classes=9, seed=0):
     return SequenceBatch(features, lengths, targets)
 
 
+def sigkill_when_marked(process, marker, timeout, waiting_for, output):
+    """SIGKILL ``process`` as soon as it creates the file ``marker`` (it has reached the moment a
+    fault test kills it at); fail with ``output()`` if it exits first, or after ``timeout`` s."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        while not marker.exists():
+            assert process.poll() is None, output()[-4000:]
+            assert time.monotonic() < deadline, f"the run never reached {waiting_for}"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
 @pytest.fixture
 def batch():
     return make_batch([29, 7, 15, 22, 9, 29, 12, 18])

@@ -12,11 +12,9 @@ import errno
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 import warnings
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from checkpoint_kill_script import STEPS, build
+from conftest import sigkill_when_marked
 from lstm_plugins import LSTMClassifier, _files
 from lstm_plugins.training import AtomicCheckpointIO
 
@@ -57,19 +56,7 @@ def test_a_kill_during_a_write_across_filesystems_keeps_the_previous_checkpoint(
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(temporary)}
     process = subprocess.Popen([sys.executable, str(SCRIPT), str(checkpoints), str(marker)], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not marker.exists():
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "the run never reached the held write"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
+    sigkill_when_marked(process, marker, 240, "the held write", process.stderr.read)
     # Killed with the new last.ckpt written and synced, before the rename: the old one (step 2) is
     # whole and loads; nothing was written to $TMPDIR.
     kind, held = marker.read_text().split(" ", 1)

@@ -15,16 +15,15 @@ the test metrics agree within a tolerance.
 """
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import sigkill_when_marked
 from sigkill_script import MAX_EPOCHS, build
 
 # No validation split: Lightning notes the empty validation loader list.
@@ -66,19 +65,7 @@ def killed_run(tmp_path_factory):
             stderr=stderr,
         )
     marker = output / "stopped"
-    deadline = time.monotonic() + 300
-    try:
-        while not marker.exists():
-            assert process.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, "the run never reached the step to be killed at"
-            time.sleep(0.1)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
+    sigkill_when_marked(process, marker, 300, "the step to be killed at", log.read_text)
     assert marker.read_text() == f"1 {KILL_AFTER_STEP - STEPS_PER_EPOCH}"  # epoch 1, mid-epoch
     return output / "checkpoints"
 
