@@ -53,6 +53,21 @@ def test_padded_steps_get_zero_and_padding_content_never_matters(classifier, met
     assert clean[valid].abs().gt(0).float().mean() > 0.9  # the valid steps do carry attributions
 
 
+def test_the_model_itself_gives_padded_steps_no_gradient(classifier):
+    """The zeros above are not only attribute()'s mask: the fused forward pass itself never reads
+    padding, so the raw gradient of each sequence's logit is exactly 0 at its padded steps, whatever
+    the padding holds, and its valid steps' gradient does not depend on the padding either."""
+    gradients = []
+    for padding in (0.0, 7.0):
+        features = _padded(padding=padding).requires_grad_(True)
+        logits = classifier(features, LENGTHS)
+        logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+        gradients.append(features.grad)
+    valid = (torch.arange(gradients[0].size(1)) < LENGTHS.unsqueeze(1)).unsqueeze(-1).expand_as(gradients[0])
+    assert gradients[1][~valid].eq(0).all() and gradients[1][valid].abs().gt(0).any()
+    torch.testing.assert_close(gradients[0][valid], gradients[1][valid], rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_batched_attributions_equal_per_sample(classifier, method):
     features = _padded()

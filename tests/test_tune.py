@@ -309,3 +309,21 @@ def test_the_example_searches_parse_and_build_at_both_ends(name):
         with quiet():
             build_run(config)
         assert config["model"]["techniques"], config
+
+
+def test_the_readme_tune_commands_parse_and_name_files_that_exist():
+    """Every `lstm-plugins tune` command of the README parses as written, and its --config and
+    --search files exist (running them takes minutes; the tiny study above runs the same path)."""
+    import re
+    import shlex
+
+    from lstm_plugins.cli._tune import _parser
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    commands = [shlex.split(line) for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+                for line in block.replace("\\\n", " ").splitlines() if line.startswith("lstm-plugins tune")]
+    assert commands
+    for words in commands:
+        arguments = _parser().parse_args(words[2:])
+        assert (root / arguments.config).is_file() and (root / arguments.search).is_file(), words

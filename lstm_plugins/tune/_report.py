@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from lstm_plugins._files import replaced_atomically
+
 __all__ = ["best_config", "trials_table", "write_outputs"]
 
 
@@ -68,7 +70,7 @@ def trials_table(study: Any, top: int = 5) -> str:
 def _write_csv(study: Any, path: Path) -> None:
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with replaced_atomically(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["number", "state", "value", "fold_values", "seconds", *names])
         for t in trials:
@@ -96,7 +98,8 @@ def _plots(study: Any, output: Path) -> list[str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 axes = draw(study)
-            axes.figure.savefig(output / name, dpi=100, bbox_inches="tight")
+            with replaced_atomically(output / name) as temporary:
+                axes.figure.savefig(temporary, dpi=100, bbox_inches="tight", format="png")
             plt.close(axes.figure)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of < 2 complete trials
             notes.append(f"no {name}: {exc}")
@@ -120,7 +123,9 @@ def write_outputs(study: Any, output: str | Path, *, echo: bool = True) -> dict[
         header = (f"# Best of study `{study.study_name}`: trial {best.number}, mean {folds}-fold CV value "
                   f"{best.value:.4f} on the training split.\n# Run it: lstm-plugins fit --config {output / 'best.yaml'}\n")
         written["best"] = output / "best.yaml"
-        written["best"].write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        # Atomic like every output: a resumed study rewrites these, and a failed write keeps the old.
+        with replaced_atomically(written["best"]) as temporary:
+            temporary.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     notes = _plots(study, output)
     for name in ("history", "importances"):
         if (output / f"{name}.png").is_file():
