@@ -8,7 +8,6 @@ in its own module: the network (:mod:`._network`), the task (:mod:`._tasks`), ev
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ from lstm_plugins.model._tasks import Task
 from lstm_plugins.techniques._manager import build_technique_manager
 from lstm_plugins.techniques._registry import TechniqueSpec, resolve_technique, technique_specs
 from lstm_plugins.toolkit import log_due
-from lstm_plugins.training._checkpoint_check import read_checkpoint
+from lstm_plugins.training._checkpoint_check import check_local_checkpoint
 from lstm_plugins.training._denormals import FlushDenormals
 from lstm_plugins.training._nonfinite import skips_nonfinite_steps
 from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, configure_optimization
@@ -160,12 +159,14 @@ class SequenceModel(EvaluationSteps, SequenceNetwork, pl.LightningModule):
         name from the saved hyper-parameters; a technique that is not installed is named in the
         error. Pass ``techniques=[...]`` to supply a stack that was not saved by name.
         """
-        if isinstance(checkpoint_path, (str, os.PathLike)) and "://" not in os.fspath(checkpoint_path):
-            read_checkpoint(checkpoint_path, weights_only=weights_only)  # refusals that name the file
-        return super().load_from_checkpoint(  # type: ignore[return-value]
-            checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict,
-            weights_only=weights_only, **kwargs,
-        )
+        try:
+            return super().load_from_checkpoint(  # type: ignore[return-value]
+                checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict,
+                weights_only=weights_only, **kwargs,
+            )
+        except Exception:  # read again only on failure: a refusal that names the file, if it is the file
+            check_local_checkpoint(checkpoint_path, weights_only=weights_only)
+            raise
 
     # --- techniques and processes ---------------------------------------------------------------
 

@@ -94,6 +94,21 @@ def read_checkpoint(path: Any, *, map_location: Any = "cpu", weights_only: bool 
     return checkpoint
 
 
+def check_local_checkpoint(path: Any, *, weights_only: bool = True) -> None:
+    """:func:`read_checkpoint` for a local file path (raising its refusal naming the file); any
+    other source (a URL, a file object) is left to the caller's own loading.
+
+    Example:
+        >>> check_local_checkpoint("s3://bucket/run.ckpt")  # not local: nothing to check here
+        >>> check_local_checkpoint("missing.ckpt")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Checkpoint 'missing.ckpt' does not exist.
+    """
+    if isinstance(path, (str, os.PathLike)) and "://" not in os.fspath(path):
+        read_checkpoint(path, weights_only=weights_only)
+
+
 def _check_lightning(checkpoint: Any, where: str) -> None:
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"Checkpoint {where} is not a Lightning checkpoint: it holds a {type(checkpoint).__name__}, "
