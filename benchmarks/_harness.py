@@ -83,7 +83,8 @@ def environment_lines(threads: int, clock_name: str = "cpu") -> list[str]:
         f"pluggy {pluggy.__version__}, lstm-plugins {library}",
         f"threads      torch.set_num_threads({threads}) (intra-op), interop {torch.get_num_interop_threads()}; "
         f"oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}; "
-        f"deterministic algorithms {'on' if torch.are_deterministic_algorithms_enabled() else 'off'}",
+        f"deterministic algorithms {'on' if torch.are_deterministic_algorithms_enabled() else 'off'}"
+        f"{', new buffers not filled' if not torch.utils.deterministic.fill_uninitialized_memory else ''}",
         f"clock        {'process CPU time (time.process_time)' if clock_name == 'cpu' else 'wall clock (time.perf_counter)'}",
         f"load         {load_average()} (1, 5, 15 min) at start",
     ]

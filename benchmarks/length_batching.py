@@ -91,12 +91,24 @@ def fit(task: str, length_batching: bool, seed: int, workdir: str, epochs: int, 
     }
 
 
+def report_speed(task: str, padding: dict[bool, float], times: dict[bool, list[float]], ratios: list[float]) -> None:
+    print(f"\n{task}: training padding random {padding[False]:.1%}, bucketed {padding[True]:.1%}")
+    print(f"epoch time: random {statistics.median(times[False]):.3f}s, bucketed "
+          f"{statistics.median(times[True]):.3f}s; speed-up (median of paired ratios) "
+          f"{statistics.median(ratios):.2f}x over {len(ratios)} rounds "
+          f"(range {min(ratios):.2f}-{max(ratios):.2f})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="classification", choices=["classification", "sequence_labelling"])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="paired speed rounds (0: accuracy only)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per timed fit (the first is skipped)")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed-list", type=int, nargs="+", default=None,
+                        help="these seeds instead of 0 .. seeds-1 (to split the accuracy fits over processes)")
+    parser.add_argument("--bucket-size", type=int, default=None,
+                        help="batches per length-sorted window (the sampler's default otherwise)")
     parser.add_argument("--fit-epochs", type=int, default=100, help="epochs per accuracy fit")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--dataset", default=None, help="an embedded classification problem (e.g. plaid)")
@@ -109,6 +121,10 @@ def main(argv: list[str] | None = None) -> None:
         MODEL["hidden_size"] = options.hidden_size
     if options.unidirectional:
         MODEL["bidirectional"] = False
+    if options.bucket_size:
+        from lstm_plugins.data import LengthBucketBatchSampler
+
+        LengthBucketBatchSampler.__init__.__kwdefaults__["bucket_size"] = options.bucket_size
     print(f"{options.task} {options.dataset or ''} model {MODEL or 'default'}, 1 thread", flush=True)
     import torch
 
@@ -116,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         ratios, times = [], {True: [], False: []}
         padding = {}
-        for round_ in range(options.rounds):
+        for round_ in range(options.rounds):  # --rounds 0: accuracy only
             order = (False, True) if round_ % 2 == 0 else (True, False)
             result = {on: fit(options.task, on, 0, workdir, options.epochs) for on in order}
             for on in (True, False):
@@ -125,15 +141,12 @@ def main(argv: list[str] | None = None) -> None:
             ratios.append(result[False]["epoch"] / result[True]["epoch"])
             print(f"round {round_}: random {result[False]['epoch']:.3f}s bucketed {result[True]['epoch']:.3f}s "
                   f"ratio {ratios[-1]:.2f}", flush=True)
-        print(f"\n{options.task}: training padding random {padding[False]:.1%}, bucketed {padding[True]:.1%}")
-        print(f"epoch time: random {statistics.median(times[False]):.3f}s, bucketed "
-              f"{statistics.median(times[True]):.3f}s; speed-up (median of paired ratios) "
-              f"{statistics.median(ratios):.2f}x over {len(ratios)} rounds "
-              f"(range {min(ratios):.2f}-{max(ratios):.2f})")
+        if ratios:
+            report_speed(options.task, padding, times, ratios)
         if options.skip_accuracy:
             return
         accuracy: dict[bool, list[float]] = {True: [], False: []}
-        for seed in range(options.seeds):
+        for seed in options.seed_list or range(options.seeds):
             for on in (False, True):
                 accuracy[on].append(float(fit(options.task, on, seed, workdir, options.fit_epochs, test=True)["accuracy"]))
             print(f"seed {seed}: test accuracy random {accuracy[False][-1]:.4f} bucketed {accuracy[True][-1]:.4f}",

@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         usable = os.cpu_count() or 1
     options.threads = options.threads or 1
     torch.set_num_threads(options.threads)
-    # What `lstm-plugins fit` does (Trainer(deterministic=True)); set once for every variant alike.
+    # What `lstm-plugins fit` does (Trainer(deterministic=True), without filling new buffers with
+    # NaN); set once for every variant alike (`build_run` would otherwise change it midway).
     torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
     from _harness import Row, emit, environment_lines, quiet_frameworks, render_table, set_clock
 

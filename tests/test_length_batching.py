@@ -211,3 +211,40 @@ def test_the_cli_turns_length_batching_on_for_a_config(tmp_path, monkeypatch):
     labelling, _, _ = cli.build_run({"task": "sequence_labelling", "model": {"hidden_size": 8},
                                      "data": {"num_train": 40, "num_val": 8, "num_test": 8, "length_batching": None}})
     assert labelling.uses_length_batching  # automatic: speaker turns vary in length
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_ddp_ranks_split_each_epochs_length_sorted_batches(tmp_path):
+    """A real 2-process gloo fit: Lightning rebuilds the batch sampler for each rank; the ranks'
+    batches are the single-process batches of the epoch, dealt out alternately."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("ddp_length_batching.py")
+    completed = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [rank["sampler"] for rank in ranks] == [["LengthBucketBatchSampler", 2, 0],
+                                                   ["LengthBucketBatchSampler", 2, 1]]
+    lengths = np.array(ranks[0]["lengths"])
+    single = LengthBucketBatchSampler(lengths, 4, seed=3, num_replicas=1, rank=0)
+    orders = []
+    for number in range(3):
+        key = str(number)
+        reference = epoch(single, number)
+        assert len(reference) == 12
+        for rank, record in enumerate(ranks):
+            assert record["planned"][key] == reference[rank::2]
+            # the model was given those batches
+            assert record["seen"][key] == [sorted(lengths[batch].tolist()) for batch in record["planned"][key]]
+        first, second = ({i for batch in record["planned"][key] for i in batch} for record in ranks)
+        assert not first & second and first | second == set(range(len(lengths)))
+        orders.append(ranks[0]["planned"][key])
+    assert orders[0] != orders[1] != orders[2]
+    random_batches = [list(range(start, start + 4)) for start in range(0, len(lengths), 4)]
+    assert padding_fraction(lengths, reference) < padding_fraction(lengths, random_batches) / 2
