@@ -3,13 +3,14 @@
 The medium shape of section 1 (2-layer LSTM 32→128, batch 64 × 50 steps, 10 classes, the full
 stack: clipping, dropout, L2, gradient norms) trains through ``Trainer.fit`` and, for the same
 steps, through the hand-written loop. ``torch.profiler`` records a window of steps after
-warm-up; the share is the self CPU time of the fused kernels (``aten::mkldnn_rnn_layer`` and
-``aten::mkldnn_rnn_layer_backward``) over the profiled steps' wall time (the profiler's own
-clock; its overhead is in the denominator, so the share is a lower bound), and the same with
-the time of the kernels' children (the buffers they allocate). The rest is listed by operator
-(self time per step), and what no ``aten::`` operator accounts for (Python, Lightning, the
-library's hooks, autograd's engine, the profiler) as "framework". The unprofiled step time
-(process CPU time by default) is shown beside it.
+warm-up; the kernels' time is the self CPU time of the fused kernels (``aten::mkldnn_rnn_layer``
+and ``aten::mkldnn_rnn_layer_backward``) per profiled step. The share is that time over the
+unprofiled step (wall clock, timed in the same run after the profiled window): the profiler's
+bookkeeping per operator and hook lengthens the profiled step but not the kernels' self time.
+Over the profiled step instead (a lower bound on a quiet machine) it is also shown, as is the share with the
+kernels' children (the buffers they allocate). The rest is listed by operator (self time per
+step), and what no ``aten::`` operator accounts for (Python, Lightning, the library's hooks,
+autograd's engine, the profiler) as "framework".
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+import _harness
 from _hand import HandLoop, HandNet, library_model, quiet_trainer, synthetic_batches
 from _harness import Row, Table, TimedBatches, format_time, median, per_step_times, ratio_row, run_rounds
 from _kernel import quiet_stderr
@@ -141,19 +143,26 @@ def run(options: Any) -> list[Table]:
         variants.append(("library, new buffers filled", library_profile, True))
     for name, measure, fill in variants:
         deterministic.fill_uninitialized_memory = fill
+        # The profiler's times are wall-clock: the unprofiled steps are timed on the same clock.
+        chosen, _harness.clock = _harness.clock, time.perf_counter
         try:
             times, profiled_step, step = measure(batches, warm, count, timed)
         finally:
             deterministic.fill_uninitialized_memory = filling
+            _harness.clock = chosen
         inclusive = times.pop("kernels, inclusive") / count
         kernels = sum(times.get(k, 0.0) for k in KERNELS) / count
         operators = sum(t for k, t in times.items() if k.startswith("aten::")) / count
-        share = kernels / profiled_step
+        # The profiler's bookkeeping (per operator and hook) lengthens the profiled step, not the
+        # kernels' self time: over the unprofiled step is the estimate without that overhead (on a
+        # quiet machine; on a busy one both wall-clock steps include time slices of other work).
+        share, estimate = kernels / profiled_step, kernels / step
         rows.append(Row(f"medium: share of a training step in the LSTM kernels (self time), {name}",
-                        f"kernels {format_time(kernels)}/step", f"profiled step {format_time(profiled_step)}",
-                        f"{share:.3f}", f"with their children {inclusive / profiled_step:.3f}",
+                        f"kernels {format_time(kernels)}/step",
+                        f"step {format_time(step)} unprofiled, {format_time(profiled_step)} profiled",
+                        f"{estimate:.3f}", f"over the profiled step {share:.3f}; with their children {inclusive / profiled_step:.3f}",
                         "≥ 0.85" if name == "library" else "-",
-                        ("PASS" if share >= 0.85 else "GAP") if name == "library" else "info"))
+                        ("PASS" if estimate >= 0.85 else "GAP") if name == "library" else "info"))
         others = sorted(((t / count, k) for k, t in times.items() if k.startswith("aten::") and k not in KERNELS),
                         reverse=True)[:6]
         listing = ", ".join(f"{k[6:]} {format_time(t)}" for t, k in others)
@@ -163,7 +172,7 @@ def run(options: Any) -> list[Table]:
                      f"operators (self): {listing}")
     notes.insert(0, f"medium = 2-layer LSTM {MEDIUM.input_size}→{MEDIUM.hidden_size}, batch {MEDIUM.batch_size}×"
                  f"{MEDIUM.length} (variable lengths), full stack; {count} steps profiled after {warm} warm-up, "
-                 f"step time from {timed - 1} unprofiled steps; deterministic algorithms "
+                 f"step time (wall clock) from {timed - 1} unprofiled steps; deterministic algorithms "
                  f"{'on' if torch.are_deterministic_algorithms_enabled() else 'off'}, new buffers "
                  f"{'filled' if cli_fill else 'not filled'} (as `lstm-plugins fit` runs)")
     if len(variants) == 3:

@@ -142,13 +142,13 @@ def test_automatic_rule_on_for_spread_lengths_off_for_equal_ones():
     assert length_batching_pays(LENGTHS, 8) and not length_batching_pays([20] * 100, 8)
     assert not length_batching_pays(LENGTHS, 1000)  # one batch: nothing to reorder
     assert not length_batching_pays([20, 21, 22] * 30, 8)  # under 10% padding
-    assert not _module().uses_length_batching  # off by default
-    on = _module(length_batching=None)  # automatic: lengths 5-59 in batches of 8 pay
+    on = _module()  # automatic by default: lengths 5-59 in batches of 8 pay
+    assert on.length_batching is None
     assert on.uses_length_batching
     assert isinstance(on.train_dataloader().batch_sampler, LengthBucketBatchSampler)
     assert isinstance(on.val_dataloader().sampler, LengthSortedSampler)
     assert isinstance(on.test_dataloader().sampler, LengthSortedSampler)
-    off = _module([20] * 100, length_batching=None)
+    off = _module([20] * 100)
     assert not off.uses_length_batching
     assert isinstance(off.train_dataloader().batch_sampler, torch.utils.data.BatchSampler)
     assert isinstance(off.test_dataloader().sampler, torch.utils.data.SequentialSampler)
@@ -157,7 +157,7 @@ def test_automatic_rule_on_for_spread_lengths_off_for_equal_ones():
     assert _module([20] * 100, length_batching=True).uses_length_batching
     forecasting = ForecastingDataModule(np.sin(np.arange(200) / 3), lookback=12, horizon=4, seasonality=19)
     assert not forecasting.uses_length_batching
-    assert SpeakerTurnsDataModule(num_train=60, num_val=8, num_test=8, batch_size=8, length_batching=None).uses_length_batching
+    assert SpeakerTurnsDataModule(num_train=60, num_val=8, num_test=8, batch_size=8).uses_length_batching
     with pytest.raises(TypeError, match="length_batching"):
         _module(length_batching="yes")
 
@@ -205,11 +205,15 @@ def test_the_cli_turns_length_batching_on_for_a_config(tmp_path, monkeypatch):
     datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}, "data": {"length_batching": True}})
     assert datamodule.uses_length_batching
     datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}})
+    assert datamodule.length_batching is None  # automatic by default ...
+    assert not datamodule.uses_length_batching  # ... and off for JapaneseVowels' short sequences
+    datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}, "data": {"dataset": "plaid"}})
+    assert datamodule.uses_length_batching  # PLAID: 100-1344 steps
+    datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8},
+                                      "data": {"dataset": "plaid", "length_batching": False}})
     assert not datamodule.uses_length_batching
-    datamodule, _, _ = cli.build_run({"model": {"hidden_size": 8}, "data": {"length_batching": None}})
-    assert not datamodule.uses_length_batching  # automatic: off for JapaneseVowels' short sequences
     labelling, _, _ = cli.build_run({"task": "sequence_labelling", "model": {"hidden_size": 8},
-                                     "data": {"num_train": 40, "num_val": 8, "num_test": 8, "length_batching": None}})
+                                     "data": {"num_train": 40, "num_val": 8, "num_test": 8}})
     assert labelling.uses_length_batching  # automatic: speaker turns vary in length
 
 

@@ -59,7 +59,7 @@ def classification_data(
     standardize: bool = True,
     seed: int = 0,
     num_workers: int = 0,
-    length_batching: bool | None = False,
+    length_batching: bool | None = None,
 ) -> LightningDataModule:
     """Classification data: an embedded set (JapaneseVowels, or the archive's GunPoint, ArrowHead
     and PLAID), or ``.ts`` files (``train``, ``test``)."""
@@ -125,7 +125,7 @@ def sequence_labelling_data(
     standardize: bool = True,
     seed: int = 0,
     num_workers: int = 0,
-    length_batching: bool | None = False,
+    length_batching: bool | None = None,
 ) -> LightningDataModule:
     """Sequence labelling data: recordings of 2-4 JapaneseVowels speakers talking in turns."""
     from lstm_plugins.data import SpeakerTurnsDataModule

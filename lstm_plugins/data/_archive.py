@@ -79,7 +79,7 @@ class ArchiveDataModule(SequenceDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
-        length_batching: bool | None = False,
+        length_batching: bool | None = None,
     ) -> None:
         train, test = load_archive(name)
         self.problem_name = train.problem_name

@@ -62,7 +62,7 @@ class JapaneseVowelsDataModule(SequenceDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
-        length_batching: bool | None = False,
+        length_batching: bool | None = None,
     ) -> None:
         train, test = load_japanese_vowels()
         super().__init__(

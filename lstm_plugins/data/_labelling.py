@@ -96,7 +96,7 @@ class SequenceLabellingDataModule(SplitLoaders, pl.LightningDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
-        length_batching: bool | None = False,
+        length_batching: bool | None = None,
     ) -> None:
         super().__init__()
         self.set_loading(batch_size, seed, num_workers, length_batching)

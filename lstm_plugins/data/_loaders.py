@@ -170,7 +170,8 @@ class SplitLoaders:
     ``length_batching``. Training batches are shuffled per epoch from ``(seed, epoch)`` and
     resumable mid-epoch; evaluation batches come in order.
 
-    Length-aware batching (``length_batching``: ``True``, ``False`` or ``None`` for automatic):
+    Length-aware batching (``length_batching``: ``True``, ``False`` or ``None``, automatic, the
+    data modules' default):
     training batches come from a :class:`LengthBucketBatchSampler` (sequences of similar length
     together) and validation and test batches are sorted by length (longest first), so batches
     pad little. ``None`` turns it on when the training split's lengths vary enough to pay
@@ -187,7 +188,7 @@ class SplitLoaders:
     missing_test = "Expected test data for `test_dataloader`, but the data module has none."
 
     def set_loading(
-        self, batch_size: int, seed: int, num_workers: int, length_batching: bool | None = False
+        self, batch_size: int, seed: int, num_workers: int, length_batching: bool | None = None
     ) -> None:
         """Check and keep the loader settings (called from the data module's ``__init__``)."""
         self.batch_size = check.int_at_least("batch_size", batch_size, 1)

@@ -121,7 +121,7 @@ class SpeakerTurnsDataModule(SequenceLabellingDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
-        length_batching: bool | None = False,
+        length_batching: bool | None = None,
     ) -> None:
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             check.positive_int(name, value)
