@@ -85,7 +85,8 @@ def run(options: Any) -> list[Table]:
         f"{DATASET}: {count} training sequences of {shortest}-{longest} steps; `lstm-plugins fit` defaults "
         "(bidirectional LSTM, hidden 128, batch 16, default stack, progress bar, CSV logger, checkpoints) on the CPU",
         f"{rounds} round(s) × 2 epochs per variant (the first is warm-up); an epoch = training + validation + checkpoint",
-        "test accuracy over 5 seeds: `python benchmarks/length_batching.py --dataset plaid --hidden-size 64 "
-        "--fit-epochs 20` (a smaller model; about 35 minutes on two shared cores)",
+        "test accuracy over seeds, paired: `python benchmarks/length_batching.py --dataset plaid --rounds 0 "
+        "--seed-list 0 1 2` (default fits of 100 epochs, about 16 minutes per seed on one core; "
+        "`--hidden-size 64 --fit-epochs 20` about 1.5 minutes per seed)",
     ]
     return [Table("7. Length-aware batching on spread lengths (PLAID)", rows, notes)]

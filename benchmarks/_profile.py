@@ -24,33 +24,55 @@ import pytorch_lightning as pl
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import _harness
 from _hand import HandLoop, HandNet, library_model, quiet_trainer, synthetic_batches
-from _harness import Row, Table, TimedBatches, format_time, median, per_step_times, ratio_row, run_rounds
+from _harness import Row, Table, TimedBatches, format_time, median, per_step_times, quartiles, ratio_row, run_rounds
 from _kernel import quiet_stderr
 from _stack import LOG_EVERY, MEDIUM, MEDIUM_STACK
 
 KERNELS = ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward")
 
 
-class Window(pl.Callback):
-    """Profiles training steps ``first`` to ``first + count - 1``."""
+class Alternation:
+    """After ``first`` warm-up steps, ``rounds`` pairs of windows of ``count`` steps: one
+    unprofiled, then one under ``torch.profiler``. Call :meth:`boundary` at the start of every
+    step (and once after the last). Each round gives the unprofiled window's step time and the
+    profiled window's step time and operator times, so a round's share compares the kernels
+    with the step right beside them (the machine's speed drifts over seconds on shared cores)."""
 
-    def __init__(self, first: int, count: int) -> None:
-        self.first, self.count = first, count
+    def __init__(self, first: int, count: int, rounds: int) -> None:
+        self.first, self.count, self.rounds = first, count, rounds
+        self.steps = first + 2 * count * rounds
+        self.plain: list[float] = []
+        self.profiled: list[tuple[float, dict[str, float]]] = []
         self.profiler: Any = None
-        self.span = 0.0
+        self.mark = 0.0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if trainer.global_step == self.first:
+    def boundary(self, step: int) -> None:
+        offset = step - self.first
+        if offset < 0 or offset % self.count or offset > 2 * self.count * self.rounds:
+            return
+        now = time.perf_counter()
+        window = offset // self.count
+        if window > 0 and window % 2 == 1:
+            self.plain.append((now - self.mark) / self.count)
+        elif window > 0:
+            self.profiler.stop()
+            self.profiled.append(((now - self.mark) / self.count, self_times(self.profiler)))
+        if window < 2 * self.rounds and window % 2 == 1:
             self.profiler = profile(activities=[ProfilerActivity.CPU])
             self.profiler.start()
-            self.span = time.perf_counter()
+        self.mark = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if trainer.global_step == self.first + self.count and self.profiler is not None:
-            self.profiler.stop()
-            self.span = time.perf_counter() - self.span
+
+class AlternationCallback(pl.Callback):
+    def __init__(self, alternation: Alternation) -> None:
+        self.alternation = alternation
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self.alternation.boundary(trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self.alternation.boundary(trainer.global_step)
 
 
 def self_times(profiler: Any) -> dict[str, float]:
@@ -64,39 +86,20 @@ def self_times(profiler: Any) -> dict[str, float]:
     return totals
 
 
-def library_profile(batches: list[Any], warm: int, count: int, timed: int) -> tuple[dict[str, float], float, float]:
-    window = Window(warm, count)
-    data = TimedBatches(batches, warm + count + timed)
+def library_profile(batches: list[Any], alternation: Alternation) -> None:
     model = library_model(MEDIUM, MEDIUM_STACK)
     with quiet_stderr():
-        quiet_trainer(max_steps=warm + count + timed, limit_val_batches=0, callbacks=[window],
-                      log_every_n_steps=LOG_EVERY).fit(model, train_dataloaders=data)
-    stamps = data.epochs[0][warm + count :]
-    step = median(per_step_times([stamps], LOG_EVERY, skip_windows=0))
-    return self_times(window.profiler), window.span / count, step
+        quiet_trainer(max_steps=alternation.steps, limit_val_batches=0, callbacks=[AlternationCallback(alternation)],
+                      log_every_n_steps=LOG_EVERY).fit(model, train_dataloaders=TimedBatches(batches, alternation.steps))
 
 
-def hand_profile(batches: list[Any], warm: int, count: int, timed: int) -> tuple[dict[str, float], float, float]:
+def hand_profile(batches: list[Any], alternation: Alternation) -> None:
     loop = HandLoop(HandNet(MEDIUM, MEDIUM_STACK), MEDIUM, MEDIUM_STACK, LOG_EVERY)
-    data = TimedBatches(batches, warm + count + timed)
-    iterator = iter(data)
-    for _ in range(warm):
-        batch = next(iterator)
-        loop.train_step(batch.features, batch.lengths, batch.targets)
     with quiet_stderr():
-        profiler = profile(activities=[ProfilerActivity.CPU])
-        profiler.start()
-        span = time.perf_counter()
-        for _ in range(count):
-            batch = next(iterator)
+        for step, batch in enumerate(TimedBatches(batches, alternation.steps)):
+            alternation.boundary(step)
             loop.train_step(batch.features, batch.lengths, batch.targets)
-        span = time.perf_counter() - span
-        profiler.stop()
-    for batch in iterator:
-        loop.train_step(batch.features, batch.lengths, batch.targets)
-    stamps = data.epochs[0][warm + count :]
-    step = median(per_step_times([stamps], LOG_EVERY, skip_windows=0))
-    return self_times(profiler), span / count, step
+        alternation.boundary(alternation.steps)
 
 
 def filling_row(batches: list[Any], rounds: int, steps: int) -> Row:
@@ -126,7 +129,8 @@ def filling_row(batches: list[Any], rounds: int, steps: int) -> Row:
 
 def run(options: Any) -> list[Table]:
     smoke = getattr(options, "smoke", False)
-    warm, count, timed = (1, 1, 11) if smoke else (10, 10, 41 if not options.quick else 21)
+    # Windows of 20 steps: 5 of each of the 4 batches (their lengths vary) and 2 logging steps each.
+    warm, count, rounds = (1, 4, 1) if smoke else (10, 2 * LOG_EVERY, 2 if options.quick else 5)
     batches = synthetic_batches(MEDIUM, 4, seed=1, variable_length=True)
     rows: list[Row] = []
     notes: list[str] = []
@@ -143,38 +147,45 @@ def run(options: Any) -> list[Table]:
         variants.append(("library, new buffers filled", library_profile, True))
     for name, measure, fill in variants:
         deterministic.fill_uninitialized_memory = fill
-        # The profiler's times are wall-clock: the unprofiled steps are timed on the same clock.
-        chosen, _harness.clock = _harness.clock, time.perf_counter
+        alternation = Alternation(warm, count, rounds)
         try:
-            times, profiled_step, step = measure(batches, warm, count, timed)
+            measure(batches, alternation)
         finally:
             deterministic.fill_uninitialized_memory = filling
-            _harness.clock = chosen
-        inclusive = times.pop("kernels, inclusive") / count
-        kernels = sum(times.get(k, 0.0) for k in KERNELS) / count
-        operators = sum(t for k, t in times.items() if k.startswith("aten::")) / count
+        kernels = [sum(times.get(k, 0.0) for k in KERNELS) / count for _, times in alternation.profiled]
         # The profiler's bookkeeping (per operator and hook) lengthens the profiled step, not the
-        # kernels' self time: over the unprofiled step is the estimate without that overhead (on a
-        # quiet machine; on a busy one both wall-clock steps include time slices of other work).
-        share, estimate = kernels / profiled_step, kernels / step
+        # kernels' self time: the share is the kernels over the unprofiled step just before them;
+        # over the profiled step it is a lower bound.
+        shares = [k / step for k, step in zip(kernels, alternation.plain)]
+        bounds = [k / step for k, (step, _) in zip(kernels, alternation.profiled)]
+        inclusive = [times["kernels, inclusive"] / count / step for step, times in alternation.profiled]
+        share, (low, high) = median(shares), quartiles(shares)
         rows.append(Row(f"medium: share of a training step in the LSTM kernels (self time), {name}",
-                        f"kernels {format_time(kernels)}/step",
-                        f"step {format_time(step)} unprofiled, {format_time(profiled_step)} profiled",
-                        f"{estimate:.3f}", f"over the profiled step {share:.3f}; with their children {inclusive / profiled_step:.3f}",
+                        f"kernels {format_time(median(kernels))}/step",
+                        f"step {format_time(median(alternation.plain))} unprofiled, "
+                        f"{format_time(median([step for step, _ in alternation.profiled]))} profiled",
+                        f"{share:.3f}", f"{low:.3f}–{high:.3f}; over the profiled step {median(bounds):.3f}, "
+                        f"with the kernels' children {median(inclusive):.3f}",
                         "≥ 0.85" if name == "library" else "-",
-                        ("PASS" if estimate >= 0.85 else "GAP") if name == "library" else "info"))
-        others = sorted(((t / count, k) for k, t in times.items() if k.startswith("aten::") and k not in KERNELS),
+                        ("PASS" if share >= 0.85 else "GAP") if name == "library" else "info"))
+        totals: dict[str, float] = defaultdict(float)
+        for _, times in alternation.profiled:
+            for key, value in times.items():
+                totals[key] += value / count / len(alternation.profiled)
+        profiled_step = median([step for step, _ in alternation.profiled])
+        operators = sum(t for k, t in totals.items() if k.startswith("aten::"))
+        others = sorted(((t, k) for k, t in totals.items() if k.startswith("aten::") and k not in KERNELS),
                         reverse=True)[:6]
         listing = ", ".join(f"{k[6:]} {format_time(t)}" for t, k in others)
-        notes.append(f"{name}: unprofiled step {format_time(step)}; profiled {format_time(profiled_step)}: kernels "
-                     f"{format_time(kernels)} ({format_time(inclusive)} with children), framework (Python, hooks, "
+        notes.append(f"{name}: per profiled step {format_time(profiled_step)}: kernels "
+                     f"{format_time(sum(totals.get(k, 0.0) for k in KERNELS))}, framework (Python, hooks, "
                      f"autograd engine, profiler) {format_time(max(profiled_step - operators, 0.0))}; top other "
                      f"operators (self): {listing}")
     notes.insert(0, f"medium = 2-layer LSTM {MEDIUM.input_size}→{MEDIUM.hidden_size}, batch {MEDIUM.batch_size}×"
-                 f"{MEDIUM.length} (variable lengths), full stack; {count} steps profiled after {warm} warm-up, "
-                 f"step time (wall clock) from {timed - 1} unprofiled steps; deterministic algorithms "
-                 f"{'on' if torch.are_deterministic_algorithms_enabled() else 'off'}, new buffers "
-                 f"{'filled' if cli_fill else 'not filled'} (as `lstm-plugins fit` runs)")
+                 f"{MEDIUM.length} (variable lengths), full stack; after {warm} warm-up steps, {rounds} round(s) of "
+                 f"{count} unprofiled then {count} profiled steps (wall clock); the share is the median over "
+                 f"rounds; deterministic algorithms {'on' if torch.are_deterministic_algorithms_enabled() else 'off'}, "
+                 f"new buffers {'filled' if cli_fill else 'not filled'} (as `lstm-plugins fit` runs)")
     if len(variants) == 3:
         rows.append(filling_row(batches, 1 if options.quick else 5, 2 * LOG_EVERY + 1 if smoke else 4 * LOG_EVERY + 1))
     return [Table("9. Where a medium-shape training step goes", rows, notes)]
