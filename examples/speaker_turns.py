@@ -54,7 +54,7 @@ def majority_baseline(datamodule: SpeakerTurnsDataModule) -> dict[str, float]:
     return {name: value.item() for name, value in metrics.compute().items() if name in METRICS}
 
 
-def run(sizes: dict[str, int], bidirectional: bool, seed: int, max_epochs: int, hidden_size: int) -> dict[str, Any]:
+def run(sizes: dict[str, Any], bidirectional: bool, seed: int, max_epochs: int, hidden_size: int) -> dict[str, Any]:
     """Train one labeller and test it: per-frame test metrics and seconds."""
     started = time.perf_counter()
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--smoke", action="store_true", help="2 seeds, 1 epoch, small data and model")
+    parser.add_argument("--length-batching", choices=["auto", "on", "off"], default="auto",
+                        help="length-aware training batches (auto: the data module's default rule, on here)")
     arguments = parser.parse_args(argv)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -101,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = 2 if arguments.smoke else arguments.seeds
     max_epochs = 1 if arguments.smoke else arguments.max_epochs
     hidden_size = 8 if arguments.smoke else 64
-    sizes = {"num_train": 32, "num_val": 8, "num_test": 16} if arguments.smoke else {}
+    sizes: dict[str, Any] = {"num_train": 32, "num_val": 8, "num_test": 16} if arguments.smoke else {}
+    sizes["length_batching"] = {"auto": None, "on": True, "off": False}[arguments.length_batching]
     datamodule = SpeakerTurnsDataModule(batch_size=32, **sizes)
     frames = int((datamodule.test_dataset.targets >= 0).sum())
     print(f"{len(datamodule.train_dataset)} training, {len(datamodule.val_dataset)} validation and "
