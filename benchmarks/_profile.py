@@ -2,15 +2,15 @@
 
 The medium shape of section 1 (2-layer LSTM 32→128, batch 64 × 50 steps, 10 classes, the full
 stack: clipping, dropout, L2, gradient norms) trains through ``Trainer.fit`` and, for the same
-steps, through the hand-written loop. ``torch.profiler`` records a window of steps after
-warm-up; the kernels' time is the self CPU time of the fused kernels (``aten::mkldnn_rnn_layer``
-and ``aten::mkldnn_rnn_layer_backward``) per profiled step. The share is that time over the
-unprofiled step (wall clock, timed in the same run after the profiled window): the profiler's
-bookkeeping per operator and hook lengthens the profiled step but not the kernels' self time.
-Over the profiled step instead (a lower bound on a quiet machine) it is also shown, as is the share with the
-kernels' children (the buffers they allocate). The rest is listed by operator (self time per
-step), and what no ``aten::`` operator accounts for (Python, Lightning, the library's hooks,
-autograd's engine, the profiler) as "framework".
+steps, through the hand-written loop. After warm-up, windows of unprofiled and profiled steps
+alternate (:class:`Alternation`); the kernels' time is the self CPU time of the fused kernels
+(``aten::mkldnn_rnn_layer`` and ``aten::mkldnn_rnn_layer_backward``) per profiled step. The
+share is that time over the step of the unprofiled window just before (wall clock), so the
+profiler's own bookkeeping is not in the denominator; the share over the profiled step and
+with the kernels' children (the buffers they allocate) are shown too. Each round pairs two
+adjacent windows because a shared machine's speed drifts over seconds. The rest is listed by
+operator (self time per step), and what no ``aten::`` operator accounts for (Python, Lightning,
+the library's hooks, autograd's engine, the profiler) as "framework".
 """
 
 from __future__ import annotations
@@ -153,9 +153,8 @@ def run(options: Any) -> list[Table]:
         finally:
             deterministic.fill_uninitialized_memory = filling
         kernels = [sum(times.get(k, 0.0) for k in KERNELS) / count for _, times in alternation.profiled]
-        # The profiler's bookkeeping (per operator and hook) lengthens the profiled step, not the
-        # kernels' self time: the share is the kernels over the unprofiled step just before them;
-        # over the profiled step it is a lower bound.
+        # The share is the kernels over the unprofiled step just before them, so the profiler's
+        # bookkeeping (per operator and hook) is not in the denominator; over the profiled step too.
         shares = [k / step for k, step in zip(kernels, alternation.plain)]
         bounds = [k / step for k, (step, _) in zip(kernels, alternation.profiled)]
         inclusive = [times["kernels, inclusive"] / count / step for step, times in alternation.profiled]

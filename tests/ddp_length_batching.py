@@ -4,7 +4,7 @@ epoch's length-sorted batches between them: no sample on both ranks, every sampl
 Run as a script (``python tests/ddp_length_batching.py OUT_DIR``; Lightning's ``ddp`` strategy
 runs the same command again for the second process). Each rank writes ``OUT_DIR/rank{r}.json``:
 per epoch, the batches its sampler hands out (dataset indices) and the lengths of the batches
-the model was actually given. The test imports :func:`build`.
+the model was actually given.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def test_loader_resumes_mid_epoch_with_the_same_batches():
     for _ in range(5):
         next(iterator)
     state = partial.state_dict()
-    assert state == {"batches_handed_out": 5}
+    assert state == {"batches_handed_out": 5, "length_aware": True}
     resumed = loader()
     resumed.load_state_dict(state)
     resumed.batch_sampler.set_epoch(3)
@@ -252,3 +252,53 @@ def test_ddp_ranks_split_each_epochs_length_sorted_batches(tmp_path):
     assert orders[0] != orders[1] != orders[2]
     random_batches = [list(range(start, start + 4)) for start in range(0, len(lengths), 4)]
     assert padding_fraction(lengths, reference) < padding_fraction(lengths, random_batches) / 2
+
+
+def test_the_cli_regression_data_takes_length_batching(tmp_path, monkeypatch):
+    """Regression `.ts` files with spread lengths: automatic by default, `false` turns it off."""
+    from lstm_plugins import cli
+    from test_regression import REGRESSION_HEADER
+
+    rng = np.random.default_rng(0)
+    sequences = [rng.normal(size=(int(n), 2)) for n in rng.integers(20, 300, size=64)]
+    rows = "".join(":".join(",".join(repr(float(v)) for v in column) for column in s.T) + f":{float(s[0, 0])!r}\n"
+                   for s in sequences)
+    (tmp_path / "train.ts").write_text(REGRESSION_HEADER + rows)
+    monkeypatch.chdir(tmp_path)
+
+    def data(**options):
+        config = {"task": "regression", "model": {"hidden_size": 4}, "data": {"train": "train.ts", **options}}
+        return cli.build_run(config)[0]
+
+    assert data().uses_length_batching  # 20-300 steps: pays
+    assert not data(length_batching=False).uses_length_batching
+    assert not data(dataset="tecator", train=None).uses_length_batching  # equal lengths
+
+
+def test_resuming_mid_epoch_in_another_batching_mode_warns():
+    dataset = _module(length_batching=True).train_dataset
+    bucketed = ResumableDataLoader(dataset, batch_sampler=LengthBucketBatchSampler(dataset.lengths, 8),
+                                   collate_fn=collate_sequence_batch)
+    random = ResumableDataLoader(dataset, batch_size=8, shuffle=True, collate_fn=collate_sequence_batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bucketed.load_state_dict({"batches_handed_out": 5, "length_aware": True})
+        random.load_state_dict({"batches_handed_out": 5, "length_aware": False})
+        random.load_state_dict({"batches_handed_out": 5})  # written before the record: random batches then
+        bucketed.load_state_dict({"batches_handed_out": 0})  # at an epoch boundary nothing is skipped
+    for loader, state in ((bucketed, {"batches_handed_out": 5, "length_aware": False}),
+                          (random, {"batches_handed_out": 5, "length_aware": True}),
+                          (bucketed, {"batches_handed_out": 5})):
+        with pytest.warns(UserWarning, match="length_batching"):
+            loader.load_state_dict(state)
+
+
+def test_tuning_folds_decide_length_batching_once_for_all_folds():
+    from lstm_plugins.tune._folds import fold_datamodules
+
+    module = _module(length_batching=None)
+    folds = fold_datamodules(module, 3, 0, 8)
+    assert [fold.length_batching for fold in folds] == [True] * 3  # resolved, not left to each fold
+    assert [fold.length_batching for fold in fold_datamodules(module, 3, 0, 8, length_batching=False)] == [False] * 3
+    equal = fold_datamodules(_module([20] * 100, length_batching=None), 3, 0, 8)
+    assert [fold.length_batching for fold in equal] == [False] * 3

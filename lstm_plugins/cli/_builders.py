@@ -85,6 +85,7 @@ def regression_data(
     standardize_targets: bool = True,
     seed: int = 0,
     num_workers: int = 0,
+    length_batching: bool | None = None,
 ) -> LightningDataModule:
     """Regression data: the embedded Tecator, or ``.ts`` files with ``@targetLabel true``.
 
@@ -95,7 +96,7 @@ def regression_data(
     from lstm_plugins.data import SequenceDataModule, TecatorDataModule
 
     options = dict(batch_size=batch_size, val_fraction=val_fraction, standardize=standardize, seed=seed,
-                   num_workers=num_workers)
+                   num_workers=num_workers, length_batching=length_batching)
     if _files("regression", dataset, "tecator", "train", {"train": train, "test": test}, ".ts files"):
         datamodule: Any = TecatorDataModule(**options)
     else:

@@ -136,12 +136,31 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"batches_handed_out": self._handed_out}
+        return {"batches_handed_out": self._handed_out, "length_aware": self._length_aware}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         handed_out = int(state_dict.get("batches_handed_out", 0))
         # A checkpoint from the epoch's last batch resumes at the next epoch: skip nothing.
         self._skip_next = handed_out if 0 < handed_out < len(self) else 0
+        recorded = state_dict.get("length_aware")
+        # Unrecorded: the checkpoint predates the record, when random batches were the default.
+        mismatch = self._length_aware if recorded is None else recorded != self._length_aware
+        if self._skip_next and mismatch:
+            # Skipping the consumed batches of another order would repeat some samples and skip
+            # others for the rest of the epoch.
+            written = "random" if recorded is False else "length-aware" if recorded else "unrecorded"
+            warnings.warn(
+                f"The checkpoint stopped {handed_out} batches into an epoch with {written} batches, but the "
+                f"loader now makes {'length-aware' if self._length_aware else 'random'} ones, so the rest of "
+                "this epoch will not be the batches the interrupted run would have trained on. Resume with "
+                "the data module's `length_batching` set as in that run (False for random batches) for an "
+                "exact resume.",
+                stacklevel=2,
+            )
+
+    @property
+    def _length_aware(self) -> bool:
+        return isinstance(self.batch_sampler, LengthBucketBatchSampler)
 
 
 class _SkipFirst:

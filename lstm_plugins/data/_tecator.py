@@ -76,6 +76,7 @@ class TecatorDataModule(SequenceDataModule):
         standardize: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        length_batching: bool | None = None,
     ) -> None:
         train, test = load_tecator()
         super().__init__(
@@ -89,4 +90,5 @@ class TecatorDataModule(SequenceDataModule):
             standardize=standardize,
             seed=seed,
             num_workers=num_workers,
+            length_batching=length_batching,
         )

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from lstm_plugins import validation as check
-from lstm_plugins.data import SequenceDataModule
+from lstm_plugins.data import SequenceDataModule, length_batching_pays
 from lstm_plugins.data._arrays import Split
 
 __all__ = ["FoldDataModule", "fold_datamodules", "kfold_indices", "stratified_kfold_indices"]
@@ -87,7 +87,9 @@ def fold_datamodules(datamodule: SequenceDataModule, folds: int, seed: int, batc
                      **options: Any) -> list[FoldDataModule]:
     """One :class:`FoldDataModule` per fold of ``datamodule``'s training sequences (its
     training and validation splits together; its test split is not touched). ``options``
-    (``standardize``, ``length_batching``) override the data module's.
+    (``standardize``, ``length_batching``) override the data module's. Automatic
+    ``length_batching`` (``None``) is decided once, on all those sequences at ``batch_size``,
+    so every fold batches the same way.
 
     Example:
         >>> from lstm_plugins.data import ArchiveDataModule
@@ -102,6 +104,9 @@ def fold_datamodules(datamodule: SequenceDataModule, folds: int, seed: int, batc
                          np.concatenate([training.labels, datamodule._val.labels]))
     options = {**dict(task=datamodule.task, batch_size=batch_size, standardize=datamodule.standardize, seed=seed,
                       num_workers=datamodule.num_workers, length_batching=datamodule.length_batching), **options}
+    if options["length_batching"] is None:
+        # Decided once, on all the training sequences: every fold batches the same way.
+        options["length_batching"] = bool(length_batching_pays(training.lengths, options["batch_size"]))
     if datamodule.task == "classification":
         parts = stratified_kfold_indices(training.labels, folds, seed)
         options.update(num_classes=datamodule.num_classes, class_names=datamodule.class_names)
