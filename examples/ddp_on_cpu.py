@@ -30,6 +30,7 @@ import torch
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.cli._tasks import classification_table
 from lstm_plugins.data import JapaneseVowelsDataModule
+from lstm_plugins.training import end_process_group
 
 STACK = [
     {"gradient_clipping": {"threshold": 1.0}},
@@ -77,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{trainer.current_epoch} epochs")
         print(classification_table(model.test_results, datamodule))
         print(f"  ({len(datamodule.test_dataset)} test sequences, {time.perf_counter() - started:.1f} s in all)")
+    # Lightning leaves the process group to the script: end it here, or gloo's threads can meet
+    # the interpreter's exit and abort a run that succeeded.
+    end_process_group()
     return 0
 
 

@@ -20,6 +20,7 @@ import torch
 
 from lstm_plugins import LSTMClassifier
 from lstm_plugins.data import SequenceDataModule
+from lstm_plugins.training import end_process_group
 
 EPOCHS = 3
 BATCH_SIZE = 4
@@ -62,8 +63,7 @@ def main(output: Path) -> None:
     result = {"sampler": record.sampler, "planned": record.planned, "seen": record.seen,
               "lengths": datamodule.train_dataset.lengths.tolist()}
     (output / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    end_process_group()
 
 
 if __name__ == "__main__":

@@ -217,5 +217,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from ddp_teardown import end_process_group
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     main(sys.argv[1:])
+    end_process_group()  # a no-op without a process group (single, and ddp_spawn's parent)

@@ -131,6 +131,9 @@ def _lightning_cli(argv: Sequence[str]) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         LSTMPluginsCLI(task, args=list(argv), print_only=print_only)
+    from lstm_plugins.training import end_process_group
+
+    end_process_group()  # under DDP: before gloo's threads meet the interpreter's exit
     return 0
 
 

@@ -1,5 +1,6 @@
 """Training services of the model: per-step logging, checkpoint state, optimizers, pickling,
-the CLI's checkpoint policy, atomic checkpoint writes, SIGTERM and the non-finite loss stop."""
+the CLI's checkpoint policy, atomic checkpoint writes, SIGTERM, the non-finite loss stop and the
+end of a distributed run."""
 
 from lstm_plugins.training._checkpoint_io import AtomicCheckpointIO, install_atomic_checkpoint_io
 from lstm_plugins.training._checkpointing import PeriodicCheckpoint
@@ -13,6 +14,7 @@ from lstm_plugins.training._nonfinite import NonFiniteLossError, NonFiniteLossSt
 from lstm_plugins.training._optimizers import OPTIMIZERS, OptimizerName, build_optimizer
 from lstm_plugins.training._pickling import unshare_tensors
 from lstm_plugins.training._preemption import PREEMPTED_EXIT_STATUS, Preemption
+from lstm_plugins.training._process_group import end_process_group
 from lstm_plugins.training._safeguards import Safeguards
 from lstm_plugins.training._state import CHECKPOINT_KEY, load_state, restore_rng, save_state
 from lstm_plugins.training._step_log import StepLogger, publish, to_host
@@ -32,6 +34,7 @@ __all__ = [
     "StepLogger",
     "build_optimizer",
     "denormals_are_flushed",
+    "end_process_group",
     "flushed_denormals",
     "install_atomic_checkpoint_io",
     "load_state",
