@@ -12,7 +12,6 @@ See ``benchmarks/README.md`` for what each measures and how to read the ratios.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -68,10 +67,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
     options.threads = options.threads or 1
     torch.set_num_threads(options.threads)
     # What `lstm-plugins fit` does (Trainer(deterministic=True), without filling new buffers with

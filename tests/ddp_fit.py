@@ -48,7 +48,7 @@ def main(output: Path) -> None:
 
 
 if __name__ == "__main__":
-    from ddp_teardown import end_process_group
+    from lstm_plugins.training import end_process_group
 
     main(Path(sys.argv[1]))
     end_process_group()

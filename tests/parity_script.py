@@ -217,7 +217,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from ddp_teardown import end_process_group
+    from lstm_plugins.training import end_process_group
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     main(sys.argv[1:])

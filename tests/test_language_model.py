@@ -527,7 +527,7 @@ def test_a_ddp_fit_resumed_mid_epoch_is_exact(ddp_run):
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "ddp":
     warnings.filterwarnings("ignore")
     _ddp_main(sys.argv[2], Path(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
-    from ddp_teardown import end_process_group
+    from lstm_plugins.training import end_process_group
 
     end_process_group()
 

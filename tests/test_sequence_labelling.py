@@ -410,7 +410,7 @@ def test_speaker_turns_results_example_smoke(tmp_path):
 
 
 if __name__ == "__main__":
-    from ddp_teardown import end_process_group
+    from lstm_plugins.training import end_process_group
 
     ddp_main(Path(sys.argv[1]))
     end_process_group()
