@@ -147,6 +147,37 @@ def test_missing_extra_and_bad_storage_fail_before_any_trial(tmp_path, monkeypat
         require_optuna()
 
 
+def _open_and_count_studies(url):
+    from lstm_plugins.tune._study import open_storage
+
+    try:
+        return len(open_storage(url).get_all_studies())
+    except ValueError as exc:
+        return str(exc)
+
+
+def test_workers_started_together_on_a_new_database_all_open_it(tmp_path):
+    """Each worker creates a new database's tables and stamps its schema version; the losers of
+    that race (a duplicate key in SQLite) open it again instead of failing. Before the retry, 4
+    processes started together failed in about two rounds of three."""
+    import multiprocessing
+
+    from lstm_plugins.tune._study import _lost_creation_race
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(4) as pool:
+        for round_ in range(8):
+            url = f"sqlite:///{tmp_path / f'study_{round_}.db'}"
+            assert pool.map(_open_and_count_studies, [url] * 4) == [0] * 4
+    # Only the creation race is retried: other database errors fail at once.
+    IntegrityError = type("IntegrityError", (Exception,), {})
+    OperationalError = type("OperationalError", (Exception,), {})
+    assert _lost_creation_race(IntegrityError("UNIQUE constraint failed: alembic_version.version_num"))
+    assert _lost_creation_race(OperationalError("table studies already exists"))
+    assert not _lost_creation_race(IntegrityError("UNIQUE constraint failed: studies.study_name"))
+    assert not _lost_creation_race(OperationalError("unable to open database file"))
+
+
 def test_importing_the_library_and_fitting_does_not_import_optuna():
     code = textwrap.dedent("""
         import sys

@@ -96,16 +96,37 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
     if retry is None:  # Optuna < 4.9
         retry, keyword = optuna.storages.RetryFailedTrialCallback, "failed_trial_callback"
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna's words
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period or 3 * heartbeat_interval, **{keyword: retry(max_retry=3)})
-            storage.get_all_studies()  # connects now: an unreachable server fails here
-    except Exception as exc:
-        raise ValueError(f"Cannot open the study storage {url!r}: {type(exc).__name__}: {exc}".split("\n")[0]) from None
-    return storage
+    attempt = 1
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeats are "experimental" in Optuna's words
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period or 3 * heartbeat_interval, **{keyword: retry(max_retry=3)})
+                storage.get_all_studies()  # connects now: an unreachable server fails here
+            return storage
+        except Exception as exc:
+            if not _lost_creation_race(exc) or attempt == _CREATION_ATTEMPTS:
+                message = f"Cannot open the study storage {url!r}: {type(exc).__name__}: {exc}"
+                raise ValueError(message.split("\n")[0]) from None
+        # Workers started together on a new database each create its tables and stamp its schema
+        # version; all but one lose that race. The tables exist by now: open it again.
+        time.sleep(0.1 * 2**attempt)
+        attempt += 1
+
+
+_CREATION_ATTEMPTS = 6
+
+
+def _lost_creation_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is what a worker gets when another one created the same new database's
+    tables or version stamp a moment before it (SQLAlchemy's duplicate-key or table-exists error)."""
+    name = type(exc).__name__
+    text = str(exc).lower()
+    if name == "IntegrityError":  # the schema version row, inserted twice
+        return "alembic_version" in text or "version_info" in text
+    return name in ("OperationalError", "ProgrammingError") and "already exists" in text
 
 
 @contextlib.contextmanager
