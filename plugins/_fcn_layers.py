@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstm_plugins import validation as check
-from lstm_plugins.model import valid_step_mask
+from lstm_plugins.model import lengths_on, valid_step_mask
 
 __all__ = ["DimensionShuffle", "FullyConvolutionalBranch", "MaskedBatchNorm1d"]
 
@@ -131,7 +131,7 @@ class FullyConvolutionalBranch(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
         values = features.transpose(1, 2)
-        mask = valid_step_mask(lengths.to(values.device), values.size(2)).unsqueeze(1)
+        mask = valid_step_mask(lengths_on(lengths, values.device), values.size(2)).unsqueeze(1)
         for convolution, norm in zip(self.convolutions, self.norms):
             # Zero padded steps first: the valid steps near a sequence's end read zeros there,
             # as its own "same" padding would give them (Keras pads (k-1)//2 left, the rest right).

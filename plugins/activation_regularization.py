@@ -10,7 +10,7 @@ from torch import Tensor
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
-from lstm_plugins.model import valid_step_mask
+from lstm_plugins.model import lengths_on, valid_step_mask
 from lstm_plugins.techniques import FloatRange, SearchValue
 
 
@@ -45,7 +45,7 @@ def temporal_activation_regularization(outputs: Tensor, lengths: Tensor, beta: f
         >>> temporal_activation_regularization(h, torch.tensor([2]), beta=1.0)
         tensor(4.)
     """
-    lengths = lengths.to(outputs.device)
+    lengths = lengths_on(lengths, outputs.device)
     differences = (outputs[:, 1:] - outputs[:, :-1]).square()
     mask = valid_step_mask(lengths - 1, differences.size(1), outputs.device)
     pairs = mask.sum(dim=1)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
-from lstm_plugins.model import gather_time, reverse_within_length_index, valid_step_mask
+from lstm_plugins.model import gather_time, lengths_on, reverse_within_length_index, valid_step_mask
 
 __all__ = ["GateSaturation", "gate_saturation", "measure_gate_saturation"]
 
@@ -91,7 +91,7 @@ def gate_saturation(
     per_direction = len(flat) // (lstm.num_layers * directions)
     max_length = inputs.size(1)
     with torch.no_grad():
-        lengths = lengths.to(inputs.device)
+        lengths = lengths_on(lengths, inputs.device)
         valid = valid_step_mask(lengths, max_length)
         reverse_index = reverse_within_length_index(lengths, max_length) if lstm.bidirectional else None
         results: dict[str, Tensor] = {}

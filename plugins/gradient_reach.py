@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl, toolkit
 from lstm_plugins import validation as check
-from lstm_plugins.model import reverse_within_length_index, valid_step_mask
+from lstm_plugins.model import lengths_on, reverse_within_length_index, valid_step_mask
 
 __all__ = [
     "GradientReach",
@@ -48,7 +48,7 @@ def step_gradient_norms(gradient: Tensor, lengths: Tensor) -> Tensor:
                 [3., 2., 1.]])
     """
     norms = torch.linalg.vector_norm(gradient.detach().float(), dim=-1)
-    lengths = lengths.to(norms.device)
+    lengths = lengths_on(lengths, norms.device)
     index = reverse_within_length_index(lengths, norms.size(1))
     aligned = norms.gather(1, index)
     return aligned.masked_fill(~valid_step_mask(lengths, norms.size(1)), 0.0)
@@ -61,7 +61,7 @@ def mean_step_profile(step_norms: Tensor, lengths: Tensor) -> Tensor:
         >>> mean_step_profile(torch.tensor([[1.0, 5.0, 0.0], [3.0, 2.0, 1.0]]), torch.tensor([2, 3]))
         tensor([2.0000, 3.5000, 1.0000])
     """
-    lengths = lengths.to(step_norms.device)
+    lengths = lengths_on(lengths, step_norms.device)
     valid = valid_step_mask(lengths, step_norms.size(1)).to(step_norms.dtype)
     return (step_norms * valid).sum(0) / valid.sum(0).clamp_min(1.0)
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
-from lstm_plugins.model import gather_time, reverse_within_length_index
+from lstm_plugins.model import gather_time, lengths_on, reverse_within_length_index
 from lstm_plugins.techniques import FloatRange, SearchValue
 
 __all__ = ["Zoneout", "ZoneoutRecurrence", "zoneout"]
@@ -140,7 +140,7 @@ def zoneout(
 
     batch, time = lstm_input.shape[:2]
     size = lstm.hidden_size
-    lengths = lengths.to(lstm_input.device)
+    lengths = lengths_on(lengths, lstm_input.device)
     reverse_index = reverse_within_length_index(lengths, time) if directions == 2 else None
     order = torch.cat(
         [torch.arange(0, 2 * size), torch.arange(3 * size, 4 * size), torch.arange(2 * size, 3 * size)]

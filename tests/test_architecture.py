@@ -102,3 +102,17 @@ def test_the_top_level_api_is_curated():
     assert all(hasattr(lstm_plugins, name) for name in lstm_plugins.__all__)
     for machinery in ("build_technique_manager", "hookspec", "reverse_within_length_index", "run_lstm"):
         assert machinery not in lstm_plugins.__all__
+
+
+def test_lengths_reach_the_device_through_the_queued_copy_only():
+    """Host lengths copied with a plain ``.to(device)`` make a GPU step wait (a host
+    synchronisation per mask or index); the core and the built-ins copy them with ``lengths_on``."""
+    import re
+
+    plain = re.compile(r"\blengths\.to\((?!\"cpu\")")
+    offenders = []
+    for path in sorted(CORE.rglob("*.py")) + sorted((CORE.parent / "plugins").rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if plain.search(line) and "non_blocking" not in line:
+                offenders.append(f"{path.relative_to(CORE.parent)}:{number}: {line.strip()}")
+    assert offenders == []

@@ -191,6 +191,22 @@ def gather_time(values: Tensor, index: Tensor) -> Tensor:
     return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
 
 
+def lengths_on(lengths: Tensor, device: torch.device | str) -> Tensor:
+    """``lengths`` on ``device``, copied without making the host wait for the GPU.
+
+    The data modules keep lengths on the host (packing reads them there). A plain ``.to("cuda")``
+    of a host tensor synchronises the host with the GPU's queue after the copy, so every mask or
+    index built from lengths would stall each training step; ``non_blocking`` only queues the copy
+    (a pageable source is staged at once, so it may change afterwards). Only a copy from the host
+    is queued: one towards the host must be waited for before its values are read.
+
+    Example:
+        >>> lengths_on(torch.tensor([3, 1]), "cpu")
+        tensor([3, 1])
+    """
+    return lengths.to(device, non_blocking=lengths.device.type == "cpu")
+
+
 def valid_step_mask(lengths: Tensor, max_length: int, device: torch.device | None = None) -> Tensor:
     """``(batch, time)`` bool mask of the valid (non-padded) steps.
 
@@ -199,7 +215,7 @@ def valid_step_mask(lengths: Tensor, max_length: int, device: torch.device | Non
         tensor([[1, 1, 0],
                 [1, 1, 1]], dtype=torch.int32)
     """
-    lengths = lengths.to(device) if device is not None else lengths
+    lengths = lengths_on(lengths, device) if device is not None else lengths
     return torch.arange(max_length, device=lengths.device) < lengths.unsqueeze(1)
 
 
@@ -209,7 +225,7 @@ def last_step_summary(sequence_output: Tensor, lengths: Tensor, bidirectional: b
     The forward direction is read at the last valid step; the backward direction at step 0, where
     it has read the whole sequence. This equals the LSTM's final hidden state ``h_n``.
     """
-    lengths = lengths.to(sequence_output.device)
+    lengths = lengths_on(lengths, sequence_output.device)
     rows = torch.arange(sequence_output.size(0), device=sequence_output.device)
     last = sequence_output[rows, lengths - 1]
     if not bidirectional:
@@ -302,7 +318,7 @@ def run_lstm(
         check_lengths(lengths, features.size(0), features.size(1))
         return _run_packed(lstm, features, lengths, weights)
     check_lengths(lengths, features.size(0), features.size(1))
-    lengths = lengths.to(features.device)
+    lengths = lengths_on(lengths, features.device)
     if weights is None:
         lstm._update_flat_weights()  # what nn.LSTM.forward does first: picks up replaced weights
     flat_weights = lstm._flat_weights if weights is None else list(weights)

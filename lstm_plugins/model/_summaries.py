@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from lstm_plugins import validation as check
-from lstm_plugins.model._forward import last_step_summary, valid_step_mask
+from lstm_plugins.model._forward import last_step_summary, lengths_on, valid_step_mask
 
 __all__ = [
     "SUMMARY_MODES",
@@ -34,7 +34,7 @@ SUMMARY_MODES: tuple[str, ...] = get_args(SummaryMode)
 
 def _mask(values: Tensor, lengths: Tensor) -> Tensor:
     """``(batch, time, 1)`` bool mask of the valid steps, on ``values``' device."""
-    return valid_step_mask(lengths.to(values.device), values.size(1)).unsqueeze(-1)
+    return valid_step_mask(lengths_on(lengths, values.device), values.size(1)).unsqueeze(-1)
 
 
 def masked_mean(values: Tensor, lengths: Tensor) -> Tensor:
