@@ -178,6 +178,36 @@ def test_workers_started_together_on_a_new_database_all_open_it(tmp_path):
     assert not _lost_creation_race(OperationalError("unable to open database file"))
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
+    """Optuna's stale check skips a running trial without a heartbeat (a worker killed right after
+    ``ask``); such a trial must not stay running for good, or the workers waiting for the budget
+    wait forever."""
+    import time
+    import warnings
+
+    import optuna
+
+    from lstm_plugins.tune._study import fail_trials_killed_before_starting, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    killed = study.ask()  # running, no heartbeat, no worker: as left by a kill in that window
+    live = study.ask()
+    live.set_user_attr("worker", "host:1")  # a started trial: the heartbeat check is Optuna's
+    assert fail_trials_killed_before_starting(study, storage) == []  # not past the grace period yet
+    time.sleep(1.2)
+    young = study.ask()  # started within the grace period: left alone
+    assert fail_trials_killed_before_starting(study, storage) == [killed.number]
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[killed.number] == "FAIL" and states[live.number] == states[young.number] == "RUNNING"
+    retry = [t for t in study.get_trials() if t.state.name == "WAITING"]  # handed to the retry callback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) for t in retry] == [killed.number]
+    assert fail_trials_killed_before_starting(study, storage) == []  # once
+
+
 def test_importing_the_library_and_fitting_does_not_import_optuna():
     code = textwrap.dedent("""
         import sys

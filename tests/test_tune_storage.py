@@ -110,7 +110,8 @@ def test_killed_worker_is_resumed_to_the_budget(tmp_path):
     _, states = _states(output)
     assert "RUNNING" in states  # the killed worker's trial, left behind
 
-    study = tune(base, search, n_trials=3, output=output, progress=False, heartbeat_interval=1)
+    # A deadline, so that a trial nobody fails ends the test instead of hanging it.
+    study = tune(base, search, n_trials=3, output=output, progress=False, heartbeat_interval=1, timeout=600)
     trials = study.get_trials()
     killed = [t for t in trials if t.state.name == "FAIL"]
     assert len(killed) == 1  # failed by the heartbeat...
@@ -121,3 +122,25 @@ def test_killed_worker_is_resumed_to_the_budget(tmp_path):
     assert len(retries) == 1 and retries[0].state.name in ("COMPLETE", "PRUNED")  # ...and run again
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3  # the budget, not more
     assert (output / "best.yaml").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_left_running_without_a_heartbeat_does_not_stall_the_budget(tmp_path):
+    """A worker killed between Optuna's ``ask`` and its first heartbeat leaves a running trial
+    that Optuna's stale check never fails; the next worker fails it after the grace period, runs
+    its retry and ends with the budget instead of waiting forever."""
+    from lstm_plugins.tune import tune
+
+    base, search = _files(tmp_path)
+    output = tmp_path / "out"
+    output.mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{output / 'study.db'}", study_name="lstm_plugins_tune",
+                                direction="maximize")
+    orphan = study.ask()
+    started = time.monotonic()
+    study = tune(base, search, n_trials=2, output=output, progress=False, heartbeat_interval=1, timeout=600)
+    assert time.monotonic() - started < 300
+    trials = study.get_trials()
+    assert [t.state.name for t in trials if t.number == orphan.number] == ["FAIL"]
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 2
+    assert "RUNNING" not in [t.state.name for t in trials]

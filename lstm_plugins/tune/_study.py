@@ -13,6 +13,7 @@ stops at the next fold boundary (recorded as pruned, with the user attribute ``s
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import math
@@ -281,6 +282,40 @@ def _check_same_study(study: Any, attributes: dict[str, Any], name: str) -> None
                               f"resume it with the same files, or give a new --study_name.")
 
 
+def fail_trials_killed_before_starting(study: Any, storage: Any) -> list[int]:
+    """Fail (and hand to the retry callback) the running trials whose worker was killed between
+    Optuna's ``ask`` and the first heartbeat; return their numbers.
+
+    Optuna's stale-trial check skips a running trial with no heartbeat, so such a trial would stay
+    running for good and every worker waiting for the budget would wait forever. A live worker
+    records its heartbeat and then its ``worker`` attribute within milliseconds of ``ask``, so a
+    running trial without that attribute, older than the storage's grace period, has lost its
+    worker.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    interval = getattr(storage, "heartbeat_interval", None)
+    if not interval:
+        return []
+    grace = datetime.timedelta(seconds=getattr(storage, "grace_period", None) or 2 * interval)
+    getter = getattr(storage, "get_heartbeat_stale_trial_callback", None) or storage.get_failed_trial_callback
+    now, failed = datetime.datetime.now(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" in trial.user_attrs or trial.datetime_start is None or now - trial.datetime_start <= grace:
+            continue
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        failed.append(trial.number)
+        callback = getter()
+        if callback is not None:
+            callback(study, storage.get_trial(trial._trial_id))
+    return failed
+
+
 def run_study(base: dict[str, Any], search: Search, raw_search: dict[str, Any], *, storage: Any, study_name: str,
               n_trials: int, timeout: float | None, seed: int, pruner: Any, datamodule: Any,
               progress: bool = True) -> Any:
@@ -315,6 +350,7 @@ def run_study(base: dict[str, Any], search: Search, raw_search: dict[str, Any], 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "experimental" since Optuna 2.9
                     optuna.storages.fail_stale_trials(study)
+                    fail_trials_killed_before_starting(study, storage)
                 time.sleep(min(1.0, heartbeat))
                 continue
             break
