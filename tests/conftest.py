@@ -24,14 +24,16 @@ def make_batch(lengths, num_features=12, num_classes=9, seed=0):
 
 
 def sigkill_when_marked(process, marker, timeout, waiting_for, output):
-    """SIGKILL ``process`` as soon as it creates the file ``marker`` (it has reached the moment a
-    fault test kills it at); fail with ``output()`` if it exits first, or after ``timeout`` s."""
+    """SIGKILL ``process`` as soon as it has written the file ``marker`` (it has reached the moment
+    a fault test kills it at); fail with ``output()`` if it exits first, or after ``timeout`` s.
+    The marker counts once it holds something: a kill between its creation and its write would
+    leave it empty."""
     import signal
     import time
 
     deadline = time.monotonic() + timeout
     try:
-        while not marker.exists():
+        while not (marker.exists() and marker.stat().st_size > 0):
             assert process.poll() is None, output()[-4000:]
             assert time.monotonic() < deadline, f"the run never reached {waiting_for}"
             time.sleep(0.05)

@@ -36,6 +36,7 @@ they cannot match one process drawing masks for the whole batch.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -151,6 +152,15 @@ class WriteResults(Callback):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.post_clip: list[float] = []
+
+    def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
+        # ddp_spawn's processes run no code of this script after the fit: they end the process
+        # group at exit, or gloo's threads could abort the interpreter's shutdown.
+        if torch.distributed.is_initialized() and not getattr(WriteResults, "ends_at_exit", False):
+            from lstm_plugins.training import end_process_group
+
+            atexit.register(end_process_group)
+            WriteResults.ends_at_exit = True
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         # After the optimizer step: the gradients it used, i.e. reduced and then clipped.

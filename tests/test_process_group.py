@@ -1,7 +1,6 @@
 """`end_process_group`: the end of a distributed run, with 2 real gloo processes."""
 
 import os
-import socket
 from datetime import timedelta
 
 import pytest
@@ -13,26 +12,23 @@ from lstm_plugins.training import end_process_group
 pytestmark = pytest.mark.distributed
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _worker(rank, port, results, rank_one_leaves):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _worker(rank, rendezvous, results, rank_one_leaves):
+    # A file rendezvous: no port to pick and release before the processes bind it.
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     if rank == 1 and rank_one_leaves:
-        results[rank] = None  # a process that failed: it never reaches the end
-        return
-    ended = end_process_group(timeout=timedelta(seconds=3))
+        results[rank] = None  # a process that failed: it never reaches the end...
+        os._exit(0)  # ...and leaves at once, as a killed one would (no interpreter shutdown)
+    # Both ranks end together: a long limit costs nothing. The one left alone waits 3 s.
+    ended = end_process_group(timeout=timedelta(seconds=3 if rank_one_leaves else 120))
     results[rank] = (ended, dist.is_initialized())
+    if dist.is_initialized():
+        dist.destroy_process_group()  # what the caller does when the group could not be ended
 
 
 @pytest.mark.parametrize("rank_one_leaves", [False, True], ids=["both end", "one process failed"])
-def test_both_processes_meet_then_the_group_is_gone(rank_one_leaves):
+def test_both_processes_meet_then_the_group_is_gone(rank_one_leaves, tmp_path):
     results = mp.Manager().dict()
-    mp.spawn(_worker, args=(_free_port(), results, rank_one_leaves), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), results, rank_one_leaves), nprocs=2, join=True)
     if rank_one_leaves:
         assert results[0] == (False, True)  # no 30-minute wait: the group is left as it was
     else:
