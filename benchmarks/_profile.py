@@ -18,13 +18,14 @@ from __future__ import annotations
 import time
 
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from _hand import HandLoop, HandNet, library_model, quiet_trainer, synthetic_batches
+from _hand import DropoutMasks, HandLoop, HandNet, library_model, quiet_trainer, synthetic_batches
 from _harness import Row, Table, TimedBatches, format_time, median, per_step_times, quartiles, ratio_row, run_rounds
 from _kernel import quiet_stderr
 from _stack import LOG_EVERY, MEDIUM, MEDIUM_STACK
@@ -93,8 +94,8 @@ def library_profile(batches: list[Any], alternation: Alternation) -> None:
                       log_every_n_steps=LOG_EVERY).fit(model, train_dataloaders=TimedBatches(batches, alternation.steps))
 
 
-def hand_profile(batches: list[Any], alternation: Alternation) -> None:
-    loop = HandLoop(HandNet(MEDIUM, MEDIUM_STACK), MEDIUM, MEDIUM_STACK, LOG_EVERY)
+def hand_profile(batches: list[Any], alternation: Alternation, masks: DropoutMasks = "lanes") -> None:
+    loop = HandLoop(HandNet(MEDIUM, MEDIUM_STACK, masks), MEDIUM, MEDIUM_STACK, LOG_EVERY)
     with quiet_stderr():
         for step, batch in enumerate(TimedBatches(batches, alternation.steps)):
             alternation.boundary(step)
@@ -140,7 +141,10 @@ def run(options: Any) -> list[Table]:
     # As `lstm-plugins fit` runs: deterministic algorithms on (quiet_trainer) without the filling of
     # new buffers, which the CLI turns off; the hand-written loop alike, for a like-for-like share.
     cli_fill = False if torch.are_deterministic_algorithms_enabled() else filling
-    variants = [("library", library_profile, cli_fill), ("hand", hand_profile, cli_fill)]
+    # The hand-written loop twice: with the library's way of drawing dropout masks (the same maths)
+    # and with torch's nn.Dropout / nn.LSTM(dropout=...), as most hand-written loops are.
+    variants = [("library", library_profile, cli_fill), ("hand", hand_profile, cli_fill),
+                ("hand, torch's dropout masks", partial(hand_profile, masks="torch"), cli_fill)]
     if torch.are_deterministic_algorithms_enabled():
         # torch's own default under deterministic algorithms (a script's `Trainer(deterministic=True)`):
         # every new buffer filled with NaN, the kernels' workspaces included.
@@ -185,6 +189,6 @@ def run(options: Any) -> list[Table]:
                  f"{count} unprofiled then {count} profiled steps (wall clock); the share is the median over "
                  f"rounds; deterministic algorithms {'on' if torch.are_deterministic_algorithms_enabled() else 'off'}, "
                  f"new buffers {'filled' if cli_fill else 'not filled'} (as `lstm-plugins fit` runs)")
-    if len(variants) == 3:
+    if len(variants) == 4:
         rows.append(filling_row(batches, 1 if options.quick else 5, 2 * LOG_EVERY + 1 if smoke else 4 * LOG_EVERY + 1))
     return [Table("9. Where a medium-shape training step goes", rows, notes)]

@@ -298,9 +298,11 @@ def medium(options: Any) -> tuple[list[Row], list[str]]:
 
     library = library_model(MEDIUM, MEDIUM_STACK)
     hand = HandLoop(HandNet(MEDIUM, MEDIUM_STACK).copy_from(library), MEDIUM, MEDIUM_STACK, LOG_EVERY)
+    # What most hand-written loops draw masks with: nn.Dropout and nn.LSTM(dropout=...).
+    torch_masks = HandLoop(HandNet(MEDIUM, MEDIUM_STACK, "torch").copy_from(library), MEDIUM, MEDIUM_STACK, LOG_EVERY)
     library_data, hand_data = TimedBatches(train, steps), TimedBatches(train, steps)
     library_val, hand_val = TimedBatches(val, len(val)), TimedBatches(val, len(val))
-    step_times: dict[str, list[float]] = {"library": [], "hand": []}
+    step_times: dict[str, list[float]] = {"library": [], "hand": [], "hand, torch's masks": []}
 
     def library_run() -> float:
         library_data.reset()
@@ -310,21 +312,27 @@ def medium(options: Any) -> tuple[list[Row], list[str]]:
         step_times["library"].append(median(per_step_times(library_data.epochs, LOG_EVERY)))
         return median(_epoch_starts(library_data.epochs)) / steps
 
-    def hand_run() -> float:
-        hand_data.reset()
-        for _ in range(epochs):
-            hand.train_epoch(hand_data)
-            hand.validate(hand_val)
-        step_times["hand"].append(median(per_step_times(hand_data.epochs, LOG_EVERY)))
-        return median(_epoch_starts(hand_data.epochs)) / steps
+    def hand_runner(loop: HandLoop, name: str) -> Any:
+        def run() -> float:
+            hand_data.reset()
+            for _ in range(epochs):
+                loop.train_epoch(hand_data)
+                loop.validate(hand_val)
+            step_times[name].append(median(per_step_times(hand_data.epochs, LOG_EVERY)))
+            return median(_epoch_starts(hand_data.epochs)) / steps
 
-    series = run_rounds({"library": library_run, "hand": hand_run}, rounds)
+        return run
+
+    series = run_rounds({"library": library_run, "hand": hand_runner(hand, "hand"),
+                         "hand, torch's masks": hand_runner(torch_masks, "hand, torch's masks")}, rounds)
     train_only = {name: _harness.Series(name, values) for name, values in step_times.items()}
     rows = [
         ratio_row("medium: full stack throughput, library / hand (training + validation)", series["library"],
                   series["hand"], invert=True, higher_is_better=True, budget=0.98),
         ratio_row("medium: training steps only, library / hand throughput", train_only["library"],
                   train_only["hand"], invert=True),
+        ratio_row("medium: full stack throughput, library / hand with torch's dropout masks",
+                  series["library"], series["hand, torch's masks"], invert=True, higher_is_better=True),
         equivalence,
     ]
     notes = [

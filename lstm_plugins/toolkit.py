@@ -1,4 +1,4 @@
-"""Services techniques share: the logging interval, gradients, parameter names.
+"""Services techniques share: the logging interval, gradients, parameter names, dropout masks.
 
 Every built-in technique uses these, and third-party techniques should too, so that values land
 on the same logger rows, norms are computed one way, and name patterns fail alike.
@@ -21,9 +21,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "FastDropout",
+    "dropout_keep_mask",
+    "fast_dropout",
     "gradient_norms",
     "is_bias",
     "layer_of",
@@ -188,3 +192,98 @@ def match_names(names: Sequence[str], patterns: Sequence[str], *, technique: str
             f"match no parameter; parameter names are: {', '.join(names)}."
         )
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+# --- dropout masks ------------------------------------------------------------------------------
+# torch's CPU dropout draws its mask with ``bernoulli_``, one call of the random generator per
+# element (about 5 ns each): at a medium training shape (2 layers of 128 units, batch 64 × 50
+# steps, dropout on the input and between the layers) drawing masks took 7.4 % of a training
+# step. Here each 64-bit draw of the same generator gives four 16-bit lanes, and an element is
+# kept when its lane falls below a threshold: about 5x faster at ``(64, 50, 128)``.
+#
+# What changes against ``torch.nn.functional.dropout``:
+#
+# * the keep probability is rounded to a multiple of 1/65536 (at most 7.7e-6 away from
+#   ``1 - p``); kept values are scaled by ``1 / (1 - p)`` as torch scales them;
+# * the random stream: the same seed gives other masks than torch's dropout would.
+#
+# Off the CPU (CUDA's fused dropout kernel is already fast) torch's dropout runs unchanged.
+
+_LANES = 1 << 16  # values of one 16-bit lane
+_EXACT_MASK_DTYPES = (torch.float32, torch.float64)  # represent every lane value exactly
+
+
+def _kept_lanes(probability: float) -> int:
+    """How many of the 65536 lane values keep an element: ``(1 - p)`` rounded to 1/65536."""
+    return round((1.0 - probability) * _LANES)
+
+
+def dropout_keep_mask(shape: torch.Size | tuple[int, ...], probability: float, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A scaled CPU keep mask: each element is ``1 / (1 - probability)`` with probability ``1 -
+    probability`` (rounded to a multiple of 1/65536) and 0 otherwise.
+
+    Drawn from torch's default CPU generator (so ``torch.manual_seed`` and Lightning's
+    ``seed_everything`` make it reproducible), four elements per 64-bit draw.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> mask = dropout_keep_mask((1000, 100), 0.2)
+        >>> sorted(mask.unique().tolist())
+        [0.0, 1.25]
+        >>> round((mask > 0).float().mean().item(), 2)
+        0.8
+    """
+    kept = _kept_lanes(probability)
+    count = 1
+    for size in shape:
+        count *= int(size)
+    if kept <= 0:
+        return torch.zeros(shape, dtype=dtype)
+    # random_ over the full int64 range fills all 64 bits; every 16-bit lane is uniform on
+    # [-32768, 32767]. The comparison runs in float32, where the lanes and the threshold are exact.
+    words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
+    lanes = words.view(torch.int16)[:count].view(shape)
+    mask_dtype = dtype if dtype in _EXACT_MASK_DTYPES else torch.float32
+    mask = lanes.to(mask_dtype).lt_(kept - _LANES // 2).mul_(1.0 / (1.0 - probability))
+    return mask if mask_dtype is dtype else mask.to(dtype)
+
+
+def fast_dropout(values: Tensor, probability: float, training: bool = True, inplace: bool = False) -> Tensor:
+    """Dropout: zero each element with ``probability``, scale the rest to keep the expectation.
+
+    A drop-in for ``torch.nn.functional.dropout`` (identity when not training or ``p == 0``,
+    zeros at ``p == 1``) whose CPU masks come from :func:`dropout_keep_mask`; on other devices
+    it is ``torch.nn.functional.dropout``.
+
+    Example:
+        >>> x = torch.ones(2, 3)
+        >>> torch.equal(fast_dropout(x, 0.5, training=False), x)
+        True
+        >>> sorted(fast_dropout(torch.ones(1000), 0.5).unique().tolist())
+        [0.0, 2.0]
+    """
+    if not training or probability == 0.0:
+        return values
+    if values.device.type != "cpu":
+        return F.dropout(values, probability, True, inplace)
+    mask = dropout_keep_mask(values.shape, probability, values.dtype)
+    return values.mul_(mask) if inplace else values * mask
+
+
+class FastDropout(nn.Dropout):
+    """``torch.nn.Dropout`` drawing its CPU masks with :func:`fast_dropout`.
+
+    A subclass, so code that looks for ``nn.Dropout`` modules (to switch them off, to count
+    them) still finds it; ``eval()`` makes it the identity, as usual.
+
+    Example:
+        >>> layer = FastDropout(0.25)
+        >>> layer
+        FastDropout(p=0.25, inplace=False)
+        >>> x = torch.ones(4, 8)
+        >>> torch.equal(layer.eval()(x), x)
+        True
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return fast_dropout(input, self.p, self.training, self.inplace)

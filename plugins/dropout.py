@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from torch import nn
-
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 from lstm_plugins.techniques import FloatRange, SearchValue
+from lstm_plugins.toolkit import FastDropout
 
 
 def dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, output: float = 0.0) -> None:
@@ -29,7 +28,7 @@ def dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, output:
         >>> dropout(model, between_layers=0.25, output=0.5)
         >>> model.lstm.dropout, model.output_layers
         (0.25, Sequential(
-          (0): Dropout(p=0.5, inplace=False)
+          (0): FastDropout(p=0.5, inplace=False)
         ))
     """
     input = check.probability("input", input)
@@ -41,11 +40,11 @@ def dropout(model: Any, input: float = 0.0, between_layers: float = 0.0, output:
             f"layers), but got {between_layers}. Use num_layers >= 2, or `input`/`output` dropout."
         )
     if input > 0:
-        model.input_layers.append(nn.Dropout(input))
+        model.input_layers.append(FastDropout(input))
     if between_layers > 0:
         model.lstm.dropout = between_layers
     if output > 0:
-        model.output_layers.append(nn.Dropout(output))
+        model.output_layers.append(FastDropout(output))
 
 
 class Dropout(Technique):
@@ -67,7 +66,7 @@ class Dropout(Technique):
         Dropout(input=0.1, between_layers=0.0, output=0.3)
         >>> LSTMClassifier(12, 9, techniques=[Dropout(input=0.1)]).input_layers
         Sequential(
-          (0): Dropout(p=0.1, inplace=False)
+          (0): FastDropout(p=0.1, inplace=False)
         )
     """
 

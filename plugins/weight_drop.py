@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 from lstm_plugins.techniques import FloatRange, SearchValue
+from lstm_plugins.toolkit import fast_dropout
 
 
 def weight_drop(weight: Tensor, probability: float, training: bool = True) -> Tensor:
@@ -25,7 +25,7 @@ def weight_drop(weight: Tensor, probability: float, training: bool = True) -> Te
         >>> sorted(weight_drop(torch.ones(100, 100), 0.5).unique().tolist())  # dropped or scaled
         [0.0, 2.0]
     """
-    return F.dropout(weight, probability, training)
+    return fast_dropout(weight, probability, training)
 
 
 class DropConnect(nn.Module):

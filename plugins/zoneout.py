@@ -19,6 +19,7 @@ from lstm_plugins import Technique, hookimpl
 from lstm_plugins import validation as check
 from lstm_plugins.model import gather_time, lengths_on, reverse_within_length_index
 from lstm_plugins.techniques import FloatRange, SearchValue
+from lstm_plugins.toolkit import fast_dropout
 
 __all__ = ["Zoneout", "ZoneoutRecurrence", "zoneout"]
 
@@ -149,7 +150,7 @@ def zoneout(
     for layer in range(lstm.num_layers):
         if layer > 0 and lstm.dropout > 0 and training:
             # torch.nn.LSTM's inter-layer dropout, applied where it applies it.
-            layer_input = nn.functional.dropout(layer_input, lstm.dropout, training=True)
+            layer_input = fast_dropout(layer_input, lstm.dropout)
         # Gate rows reordered from torch's (i, f, g, o) to (i, f, o, g), so each step splits the
         # gates once into a sigmoid part and a tanh part. Input projections of every step and
         # both directions are computed at once: (time, directions, batch, 4H).

@@ -300,9 +300,10 @@ def test_trained_lstm_reaches_the_deciding_first_step_and_an_untrained_one_does_
 
 def test_technique_is_the_last_input_layer_and_keeps_results_and_the_fused_kernel(batch):
     from lstm_plugins.plugins import Dropout
+    from lstm_plugins.toolkit import FastDropout
 
     stacked = LSTMClassifier(12, 9, techniques=[GradientReach(), Dropout(input=0.1)])
-    assert [type(m) for m in stacked.input_layers] == [torch.nn.Dropout, InputGradientCapture]
+    assert [type(m) for m in stacked.input_layers] == [FastDropout, InputGradientCapture]
 
     torch.manual_seed(0)
     reach = GradientReach(log_every_n_steps=1)

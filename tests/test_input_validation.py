@@ -28,7 +28,7 @@ from lstm_plugins.data import (
 )
 from lstm_plugins.data._checks import check_class_coverage, feature_statistics
 from lstm_plugins.model import last_step_summary, run_lstm
-from lstm_plugins.model._forward import check_lengths, check_token_ids
+from lstm_plugins.model._checks import check_lengths, check_token_ids
 
 TS = "@problemName tiny\n@classLabel true a b\n@data\n1,2,3:4,5,6:a\n7,8:9,10:b\n"
 

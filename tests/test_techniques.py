@@ -11,6 +11,7 @@ from lstm_plugins.data import JapaneseVowelsDataModule
 from lstm_plugins.plugins import Dropout, GradientClipping, GradientNorms, L2Penalty
 from lstm_plugins.plugins.functional import dropout, gradient_clipping, gradient_norms, l2_penalty
 from lstm_plugins.plugins.l2 import select_parameters
+from lstm_plugins.toolkit import FastDropout
 
 
 def _parameters_with_gradients(seed=0, scale=10.0):
@@ -133,8 +134,8 @@ def test_dropout_masks_change_between_steps_and_vanish_in_eval():
     torch.manual_seed(0)
     model = LSTMClassifier(12, 9, num_layers=2, techniques=[Dropout(input=0.2, between_layers=0.3, output=0.5)])
     assert model.lstm.dropout == 0.3
-    assert [type(m) for m in model.input_layers] == [torch.nn.Dropout]
-    assert [type(m) for m in model.output_layers] == [torch.nn.Dropout]
+    assert [type(m) for m in model.input_layers] == [FastDropout]
+    assert [type(m) for m in model.output_layers] == [FastDropout]
     batch = make_batch([20, 11, 5, 17])
     model.train()
     first = model(batch.features, batch.lengths)

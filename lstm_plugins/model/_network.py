@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from lstm_plugins import validation as check
-from lstm_plugins.model._forward import ForwardOutput, check_lengths, check_token_ids, run_lstm, run_lstm_from_state
+from lstm_plugins.model._checks import check_lengths, check_token_ids
+from lstm_plugins.model._forward import ForwardOutput, run_lstm, run_lstm_from_state
 from lstm_plugins.model._layers import TokenEmbedding
 from lstm_plugins.model._summaries import LastStepSummary
 
