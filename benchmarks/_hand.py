@@ -95,12 +95,16 @@ DropoutMasks = Literal["lanes", "torch"]
 def lane_dropout(values: Tensor, p: float) -> Tensor:
     """Dropout as the library draws it on the CPU, written out: each 64-bit draw of torch's
     generator gives four 16-bit lanes; an element survives when its lane is below
-    ``round((1 - p) * 65536) - 32768`` and is scaled by ``1 / (1 - p)``."""
+    ``round((1 - p) * 65536) - 32768`` and is scaled by ``1 / (1 - p)``. (Where that rounding
+    moves the keep probability by more than 1e-4 of itself, the library uses torch's
+    ``bernoulli_``; the benchmarks' probabilities are not such.)"""
     count = values.numel()
+    kept = round((1 - p) * 65536)
+    assert abs(kept / 65536 - (1 - p)) <= 1e-4 * (1 - p), f"no lane draw for p = {p}"
     words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
     lanes = words.view(torch.int16)[:count].view(values.shape).float()
-    keep = lanes < round((1 - p) * 65536) - 32768
-    return values * (keep.float() * (1 / (1 - p)))
+    keep = lanes < kept - 32768
+    return values * keep.float().div_(1 - p)
 
 
 class LaneDropout(nn.Module):

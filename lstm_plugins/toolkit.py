@@ -203,8 +203,10 @@ def match_names(names: Sequence[str], patterns: Sequence[str], *, technique: str
 #
 # What changes against ``torch.nn.functional.dropout``:
 #
-# * the keep probability is rounded to a multiple of 1/65536 (at most 7.7e-6 away from
-#   ``1 - p``); kept values are scaled by ``1 / (1 - p)`` as torch scales them;
+# * the keep probability is rounded to a multiple of 1/65536; where that moves it by more than
+#   1e-4 of itself (p above about 0.95, or close to 1), torch's own draw is used instead, so the
+#   expectation of every element stays within 1e-4 (relative) of its input; kept values are
+#   scaled by ``1 / (1 - p)`` exactly as torch scales them;
 # * the random stream: the same seed gives other masks than torch's dropout would.
 #
 # Off the CPU (CUDA's fused dropout kernel is already fast) torch's dropout runs unchanged.
@@ -213,17 +215,32 @@ _LANES = 1 << 16  # values of one 16-bit lane
 _EXACT_MASK_DTYPES = (torch.float32, torch.float64)  # represent every lane value exactly
 
 
+_MAX_RELATIVE_ROUNDING = 1e-4  # of the keep probability, where lanes may stand in for torch's draw
+
+
 def _kept_lanes(probability: float) -> int:
     """How many of the 65536 lane values keep an element: ``(1 - p)`` rounded to 1/65536."""
     return round((1.0 - probability) * _LANES)
 
 
+def _lanes_are_exact_enough(probability: float) -> bool:
+    keep = 1.0 - probability
+    return keep > 0.0 and abs(_kept_lanes(probability) / _LANES - keep) <= _MAX_RELATIVE_ROUNDING * keep
+
+
+def _check_probability(probability: float) -> None:
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"Expected `probability` to be in [0, 1], but got {probability}.")
+
+
 def dropout_keep_mask(shape: torch.Size | tuple[int, ...], probability: float, dtype: torch.dtype = torch.float32) -> Tensor:
     """A scaled CPU keep mask: each element is ``1 / (1 - probability)`` with probability ``1 -
-    probability`` (rounded to a multiple of 1/65536) and 0 otherwise.
+    probability`` and 0 otherwise.
 
     Drawn from torch's default CPU generator (so ``torch.manual_seed`` and Lightning's
-    ``seed_everything`` make it reproducible), four elements per 64-bit draw.
+    ``seed_everything`` make it reproducible), four elements per 64-bit draw; where rounding
+    the keep probability to 1/65536 would move it by more than 1e-4 of itself (``probability``
+    above about 0.95, except round values), one element per draw with torch's ``bernoulli_``.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -233,18 +250,23 @@ def dropout_keep_mask(shape: torch.Size | tuple[int, ...], probability: float, d
         >>> round((mask > 0).float().mean().item(), 2)
         0.8
     """
-    kept = _kept_lanes(probability)
-    count = 1
-    for size in shape:
-        count *= int(size)
-    if kept <= 0:
+    _check_probability(probability)
+    if probability == 1.0:
         return torch.zeros(shape, dtype=dtype)
-    # random_ over the full int64 range fills all 64 bits; every 16-bit lane is uniform on
-    # [-32768, 32767]. The comparison runs in float32, where the lanes and the threshold are exact.
-    words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
-    lanes = words.view(torch.int16)[:count].view(shape)
     mask_dtype = dtype if dtype in _EXACT_MASK_DTYPES else torch.float32
-    mask = lanes.to(mask_dtype).lt_(kept - _LANES // 2).mul_(1.0 / (1.0 - probability))
+    if not _lanes_are_exact_enough(probability):
+        mask = torch.empty(shape, dtype=mask_dtype).bernoulli_(1.0 - probability)
+    else:
+        count = 1
+        for size in shape:
+            count *= int(size)
+        # random_ over the full int64 range fills all 64 bits; every 16-bit lane is uniform on
+        # [-32768, 32767]. The comparison runs in float32, where lanes and threshold are exact.
+        words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
+        lanes = words.view(torch.int16)[:count].view(shape)
+        mask = lanes.to(mask_dtype).lt_(_kept_lanes(probability) - _LANES // 2)
+    # div_ by the scalar, as torch's dropout scales its mask: the same kept values, bit for bit.
+    mask.div_(1.0 - probability)
     return mask if mask_dtype is dtype else mask.to(dtype)
 
 
@@ -262,8 +284,11 @@ def fast_dropout(values: Tensor, probability: float, training: bool = True, inpl
         >>> sorted(fast_dropout(torch.ones(1000), 0.5).unique().tolist())
         [0.0, 2.0]
     """
+    _check_probability(probability)
     if not training or probability == 0.0:
         return values
+    if not values.is_floating_point():
+        raise TypeError(f"Expected `values` to be a floating-point tensor, but got {values.dtype}.")
     if values.device.type != "cpu":
         return F.dropout(values, probability, True, inplace)
     mask = dropout_keep_mask(values.shape, probability, values.dtype)

@@ -10,7 +10,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from lstm_plugins.model import run_lstm
 from lstm_plugins.model._forward import run_lstm_from_state
-from lstm_plugins.toolkit import FastDropout, dropout_keep_mask, fast_dropout
+from lstm_plugins.toolkit import FastDropout, _kept_lanes, _lanes_are_exact_enough, dropout_keep_mask, fast_dropout
 
 
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.3, 0.5, 0.9])
@@ -28,6 +28,36 @@ def test_keep_rate_and_scale_match_torch_dropout(p):
     assert torch.equal(reference[reference != 0], values[reference != 0] * (1 / (1 - p)))
     # Unbiased: the mean of the output is the mean of the input.
     assert abs(dropped.mean().item() - values.mean().item()) < 5 * values.mean().item() * math.sqrt(p / ((1 - p) * n))
+
+
+def test_kept_values_equal_torch_dropouts_bit_for_bit_at_every_probability():
+    values = torch.rand(4000) + 0.5
+    for step in range(1, 1000):
+        p = step / 1000
+        ours, torchs = fast_dropout(values, p), F.dropout(values, p, True)
+        both = (ours != 0) & (torchs != 0)
+        assert torch.equal(ours[both], torchs[both]), p
+
+
+def test_probabilities_the_lanes_cannot_represent_use_torchs_draw():
+    # The lanes round the keep probability to 1/65536; they stand in only within 1e-4 of it.
+    for step in range(1, 100_000):
+        p = step / 100_000
+        if _lanes_are_exact_enough(p):
+            assert abs(_kept_lanes(p) / 65536 - (1 - p)) <= 1e-4 * (1 - p)
+    assert _lanes_are_exact_enough(0.5) and not _lanes_are_exact_enough(0.99999)
+    # At p = 0.999995 the nearest lane count is 0: every element would be dropped.
+    torch.manual_seed(0)
+    assert (fast_dropout(torch.ones(4_000_000), 0.999995) != 0).sum() > 0
+
+
+def test_arguments_are_checked_like_torch_dropouts():
+    with pytest.raises(ValueError, match=r"Expected `probability` to be in \[0, 1\], but got -0.1"):
+        fast_dropout(torch.ones(3), -0.1)
+    with pytest.raises(ValueError, match="but got 1.5"):
+        dropout_keep_mask((3,), 1.5)
+    with pytest.raises(TypeError, match="floating-point tensor, but got torch.int64"):
+        fast_dropout(torch.ones(3, dtype=torch.int64), 0.5)
 
 
 def test_the_four_lanes_of_one_draw_are_independent():
