@@ -289,7 +289,7 @@ def run_lstm_from_state(
         directions = 2 if lstm.bidirectional else 1
         zeros = features.new_zeros(lstm.num_layers * directions, features.size(0), lstm.hidden_size)
         initial_state = (zeros, zeros)
-    if not features.is_cuda and _drops_between_layers(lstm):
+    if features.device.type == "cpu" and _drops_between_layers(lstm):
         output, h, c = _run_layers_with_dropout(lstm, features, initial_state, flat_weights)
     else:
         output, h, c = torch.lstm(
