@@ -95,10 +95,13 @@ DropoutMasks = Literal["lanes", "torch"]
 def lane_dropout(values: Tensor, p: float) -> Tensor:
     """Dropout as the library draws it on the CPU, written out: each 64-bit draw of torch's
     generator gives four 16-bit lanes; an element survives when its lane is below
-    ``round((1 - p) * 65536) - 32768`` and is scaled by ``1 / (1 - p)``. (Where that rounding
-    moves the keep probability by more than 1e-4 of itself, the library uses torch's
-    ``bernoulli_``; the benchmarks' probabilities are not such.)"""
+    ``round((1 - p) * 65536) - 32768`` and is scaled by ``1 / (1 - p)``. Tensors of fewer than
+    2048 elements go to torch's dropout, as in the library. (Where the rounding moves the keep
+    probability by more than 1e-4 of itself, the library uses torch's ``bernoulli_``; the
+    benchmarks' probabilities are not such.)"""
     count = values.numel()
+    if count < 2048:  # the library leaves small tensors to torch's dropout (faster there)
+        return F.dropout(values, p, True)
     kept = round((1 - p) * 65536)
     assert abs(kept / 65536 - (1 - p)) <= 1e-4 * (1 - p), f"no lane draw for p = {p}"
     words = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)

@@ -86,18 +86,26 @@ def test_masks_change_per_call_repeat_under_a_seed_and_vanish_in_eval():
     assert not torch.equal(layer.train()(x), x)
 
 
+def test_small_tensors_take_torchs_dropout_unchanged():
+    x = torch.randn(40, 51)  # 2040 elements: under the lanes' threshold
+    torch.manual_seed(6)
+    ours = fast_dropout(x, 0.3)
+    torch.manual_seed(6)
+    assert torch.equal(ours, F.dropout(x, 0.3, True))
+
+
 def test_gradient_is_the_mask_and_dtypes_are_kept():
-    x = torch.randn(7, 9, requires_grad=True)
+    x = torch.randn(70, 90, requires_grad=True)
     torch.manual_seed(4)
     out = fast_dropout(x, 0.4)
     out.sum().backward()
     torch.manual_seed(4)
-    mask = dropout_keep_mask((7, 9), 0.4)
+    mask = dropout_keep_mask((70, 90), 0.4)
     assert torch.equal(x.grad, mask)
     assert torch.equal(out, x * mask)
     for dtype in (torch.float64, torch.bfloat16, torch.float16):
-        assert fast_dropout(torch.ones(5, 3, dtype=dtype), 0.5).dtype == dtype
-    y = torch.ones(10)
+        assert fast_dropout(torch.ones(50, 300, dtype=dtype), 0.5).dtype == dtype
+    y = torch.ones(10_000)
     torch.manual_seed(5)
     expected = fast_dropout(y, 0.5)
     torch.manual_seed(5)
@@ -130,13 +138,13 @@ def _masks_drawn_like_the_library(seed, shape, layers, p):
 
 def test_stacked_lstm_dropout_runs_layer_by_layer_with_the_toolkit_masks():
     torch.manual_seed(0)
-    lstm = torch.nn.LSTM(6, 8, num_layers=3, batch_first=True, dropout=0.25)
-    x = torch.randn(4, 11, 6)
-    lengths = torch.tensor([11, 11, 11, 11])
-    masks = _masks_drawn_like_the_library(7, (4, 11, 8), 3, 0.25)
+    lstm = torch.nn.LSTM(6, 32, num_layers=3, batch_first=True, dropout=0.25)
+    x = torch.randn(8, 11, 6)
+    lengths = torch.full((8,), 11)
+    masks = _masks_drawn_like_the_library(7, (8, 11, 32), 3, 0.25)  # 2816 elements: lanes
     torch.manual_seed(7)
     output = run_lstm(lstm, x, lengths)
-    zeros = torch.zeros(3, 4, 8)
+    zeros = torch.zeros(3, 8, 32)
     expected, _, _ = _layerwise_reference(lstm, x, (zeros, zeros), 0.25, masks)
     torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
     # In eval the masks are gone and the one multi-layer call is the module's own forward.
@@ -147,11 +155,11 @@ def test_stacked_lstm_dropout_runs_layer_by_layer_with_the_toolkit_masks():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_chunked_lstm_dropout_carries_every_layers_state(bidirectional):
     torch.manual_seed(0)
-    lstm = torch.nn.LSTM(5, 4, num_layers=2, batch_first=True, dropout=0.5, bidirectional=bidirectional)
+    lstm = torch.nn.LSTM(5, 16, num_layers=2, batch_first=True, dropout=0.5, bidirectional=bidirectional)
     directions = 2 if bidirectional else 1
-    x = torch.randn(3, 9, 5)
-    state = (torch.randn(2 * directions, 3, 4), torch.randn(2 * directions, 3, 4))
-    masks = _masks_drawn_like_the_library(11, (3, 9, 4 * directions), 2, 0.5)
+    x = torch.randn(8, 20, 5)
+    state = (torch.randn(2 * directions, 8, 16), torch.randn(2 * directions, 8, 16))
+    masks = _masks_drawn_like_the_library(11, (8, 20, 16 * directions), 2, 0.5)  # 2560+ elements: lanes
     torch.manual_seed(11)
     output, (h, c) = run_lstm_from_state(lstm, x, state)
     expected, expected_h, expected_c = _layerwise_reference(lstm, x, state, 0.5, masks)
